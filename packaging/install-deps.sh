@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing pw needs on Debian 12 (bookworm). Run as root.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (or: sudo $0)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  build-essential cmake pkg-config git
+  libfuse3-dev fuse3 libsodium-dev libseccomp-dev
+  libtomlplusplus-dev libcli11-dev catch2
+  util-linux passwd procps
+)
+if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
+  pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
