@@ -21,18 +21,25 @@ const char* to_string(Posture);
 const char* to_string(NetMode);
 const char* to_string(SeccompMode);
 const char* to_string(LandlockMode);
+const char* to_string(SshAgentMode);
+const char* to_string(VaultUnlock);
 
 // A path from the profile after ~ and $VAR expansion, made absolute and lexically normal.
 // `origin` is "file:line:col" of the entry, so later stages can name it in messages.
 struct PathEntry {
   std::filesystem::path path;
   std::string origin;
+
+  // Equality is about what the entry grants, not where it was written.
+  bool operator==(const PathEntry& o) const { return path == o.path; }
 };
 
 struct VaultSpec {
   std::filesystem::path cipherdir;
   std::filesystem::path mountpoint;  // absolute
   VaultUnlock unlock = VaultUnlock::Manual;
+
+  bool operator==(const VaultSpec&) const = default;
 };
 
 struct ProfileSpec {
@@ -84,6 +91,11 @@ struct ProfileSpec {
 
   // Non-fatal findings (e.g. a whitelist path that does not exist), "file:line:col: text".
   std::vector<std::string> warnings;
+
+  // Same settings: ignores where the profile was read from (file, profile_dir) and the
+  // warnings, so a profile and its render_profile() output compare equal.
+  bool same_settings(const ProfileSpec& o) const;
+  bool operator==(const ProfileSpec&) const = default;
 };
 
 }  // namespace pw

@@ -1,0 +1,40 @@
+// Small pure helpers of the profile layer, exposed for unit tests.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pw::profile_detail {
+
+// Optimal-string-alignment distance (a transposition counts as one edit).
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+// The candidate WORD most plausibly misspells: edit distance <= 2, or one is a prefix of the
+// other. nullopt if none is close.
+std::optional<std::string> closest(std::string_view word,
+                                   const std::vector<std::string>& candidates);
+
+// "; did you mean 'x'?" or "".
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
+
+// Expands a leading ~ or ~/ and $VAR / ${VAR} ($$ is a literal $). Undefined or empty
+// variables are errors: "$EMPTY/.aws" silently becoming "/.aws" would hide the wrong thing.
+// On failure returns nullopt and sets `error`.
+std::optional<std::string> expand(std::string_view raw, std::string& error);
+
+// Lexically normal, without a trailing slash (except "/" itself).
+std::filesystem::path normalise(const std::filesystem::path& p);
+
+// A path inside the project: relative, no "..", no leading "~". Returns the normalised
+// form (no "./", no trailing slash) or nullopt and sets `error`.
+std::optional<std::string> project_relative(std::string_view raw, bool allow_dot,
+                                            std::string& error);
+
+// Escapes text for use inside a TOML basic string ("...") using toml++'s own writer.
+std::string toml_basic_escape(std::string_view text);
+
+}  // namespace pw::profile_detail
