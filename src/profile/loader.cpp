@@ -354,8 +354,11 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
     std::string where = r.at(*project);
     std::string what = "(the default)";
     if (auto v = r.get_string(project, "project", "shell")) {
-      spec.shell = *v;
       where = r.where("project.shell");
+      std::string err;
+      auto e = profile_detail::expand(*v, err);
+      if (!e) r.fail(where, "project.shell", err);
+      spec.shell = *e;
       what.clear();
     }
     if (!spec.shell.starts_with('/')) {

@@ -100,10 +100,14 @@ toml::array string_array(const std::vector<std::string>& v) {
   return a;
 }
 
+// Double-quoted strings, as in the templates and every hand-written profile.
+constexpr toml::format_flags kFlags =
+    toml::toml_formatter::default_flags & ~toml::format_flags::allow_literal_strings;
+
 void emit_section(std::ostream& out, const char* name, toml::table t) {
   toml::table root;
   root.insert(name, std::move(t));
-  out << '\n' << toml::toml_formatter{root} << '\n';
+  out << '\n' << toml::toml_formatter{root, kFlags} << '\n';
 }
 
 }  // namespace
@@ -154,7 +158,7 @@ std::string render_profile(const ProfileSpec& s) {
   // [env] keeps file order, which a toml++ table would lose: one line per variable.
   out << "\n[env]\n";
   for (const auto& [k, v] : s.env) {
-    out << toml::toml_formatter{toml::table{{k, v}}} << '\n';
+    out << toml::toml_formatter{toml::table{{k, v}}, kFlags} << '\n';
   }
   return out.str();
 }
