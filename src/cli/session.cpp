@@ -1,0 +1,141 @@
+#include "cli/session.hpp"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "policy/env_plan.hpp"
+#include "profile/loader.hpp"
+#include "sandbox/spawn.hpp"
+#include "util/error.hpp"
+#include "workspace/runtime.hpp"
+#include "workspace/workspace.hpp"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+
+namespace pw {
+
+HostFacts host_facts() {
+  HostFacts h;
+  const char* home = std::getenv("HOME");
+  struct passwd* pw = ::getpwuid(::getuid());
+  h.home = (home && home[0] == '/') ? home : (pw ? pw->pw_dir : "/");
+  h.user = pw ? pw->pw_name : "";
+  h.uid = ::getuid();
+  h.gid = ::getgid();
+  return h;
+}
+
+PlanContext plan_context(const std::string& name, const HostFacts& host) {
+  PlanContext ctx;
+  ctx.home = fs::path(host.home).lexically_normal();
+  ctx.config_dir = config_dir();
+  ctx.runtime_dir = runtime_dir_path();
+  ctx.workspace_dir = ctx.runtime_dir / (name + ".ws");
+  return ctx;
+}
+
+void check_runnable(const ProfileSpec& spec) {
+  if (!spec.pid) {
+    throw Error(spec.file.string() + ": sandbox.pid = false is not supported: without a private "
+                "pid namespace pw could not guarantee that no process outlives the session");
+  }
+}
+
+namespace {
+
+void mkdir_p_as_user(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error("cannot create " + dir.string() + ": " + ec.message());
+}
+
+// Dirs the plan relies on that the user's own tree should hold before the session starts.
+void prepare_project(const ProfileSpec& spec) {
+  if (spec.state_dir) mkdir_p_as_user(spec.dir / *spec.state_dir);
+  if (spec.posture == Posture::Agent && spec.home != "tmpfs") mkdir_p_as_user(spec.dir / spec.home);
+  // Without a hooks dir an agent could create one the human posture's git would then run;
+  // an existing (read-only) one closes that door.
+  struct stat st;
+  if (spec.posture == Posture::Agent && ::stat((spec.dir / ".git").c_str(), &st) == 0 &&
+      S_ISDIR(st.st_mode)) {
+    mkdir_p_as_user(spec.dir / ".git" / "hooks");
+  }
+}
+
+std::string summarize(const std::vector<std::string>& cmd, const std::string& shell) {
+  std::string s;
+  for (const auto& a : cmd.empty() ? std::vector<std::string>{shell} : cmd) {
+    if (!s.empty()) s += ' ';
+    s += a;
+    if (s.size() > 120) break;
+  }
+  for (char& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return s;
+}
+
+}  // namespace
+
+SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::string>& cmd,
+                              bool verbose) {
+  HostFacts host = host_facts();
+  PlanContext ctx = plan_context(spec.name, host);
+  HostFs hostfs;
+  SessionSpec ss;
+  ss.plan = plan_mounts(spec, ctx, hostfs);
+  if (verbose) {
+    for (const auto& w : ss.plan.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  }
+  ss.dev.devices.reserve(spec.devices.size());
+  for (const auto& d : spec.devices) ss.dev.devices.push_back(d.path);
+  ss.dev.host_shm = !spec.ipc;
+  ss.newroot = ctx.workspace_dir / "root";
+  ss.argv = cmd.empty() ? std::vector<std::string>{spec.shell} : cmd;
+  std::vector<std::string> host_env;
+  for (char** e = environ; *e; ++e) host_env.emplace_back(*e);
+  ss.env = plan_env(spec, {host_env, host.home, host.user});
+  fs::path project = resolve_path(hostfs, spec.dir, nullptr);
+  std::error_code ec;
+  fs::path cwd = fs::current_path(ec);
+  auto rel = cwd.lexically_relative(project);
+  bool inside = !ec && !rel.empty() && *rel.begin() != "..";
+  ss.cwd = inside ? cwd : project;
+  ss.fallback_cwd = project;
+  ss.hostname = spec.name;
+  ss.uid = host.uid;
+  ss.gid = host.gid;
+  ss.new_net = spec.net != NetMode::Host;
+  ss.new_ipc = spec.ipc;
+  ss.seccomp = seccomp::build(spec);
+  ss.verbose = verbose;
+  return ss;
+}
+
+int run_profile(const std::string& name, const std::vector<std::string>& cmd, bool verbose) {
+  ProfileSpec spec = load_profile(name);
+  // Profile warnings (paths that do not exist) are for `pw show`/`explain` and --verbose;
+  // repeating them at every start would train users to ignore pw's output.
+  if (verbose) {
+    for (const auto& w : spec.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  }
+  check_runnable(spec);
+  prepare_project(spec);
+  SessionSpec ss = make_session_spec(spec, cmd, verbose);
+  if (verbose) {
+    for (const auto& op : ss.plan.ops) std::fprintf(stderr, "pw: plan: %s\n", describe(op).c_str());
+  }
+  Joined ws = join_workspace(name, summarize(cmd, spec.shell));
+  if (verbose) std::fprintf(stderr, "pw: joined workspace %s (staging %s)\n", name.c_str(), ws.stage.c_str());
+  enter_workspace(ws);
+  ss.newroot = ws.stage / "root";
+  return run_session(ss, ws.conn.get());
+}
+
+}  // namespace pw

@@ -1,0 +1,175 @@
+// pw: per-project workspaces with a human and an agent posture.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <set>
+
+#include "cli/session.hpp"
+#include "policy/env_plan.hpp"
+#include "policy/mount_plan.hpp"
+#include "profile/loader.hpp"
+#include "sandbox/seccomp.hpp"
+#include "util/error.hpp"
+#include "workspace/workspace.hpp"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using namespace pw;
+
+namespace {
+
+const std::set<std::string> kCommands = {"new", "list", "show", "explain", "ps", "version",
+                                         "help", "__supervise"};
+
+int cmd_list() {
+  for (const auto& n : list_profiles()) {
+    try {
+      ProfileSpec s = load_profile(n);
+      std::printf("%-24s %-6s %s\n", n.c_str(), to_string(s.posture), s.dir.c_str());
+    } catch (const std::exception& e) {
+      std::printf("%-24s %-6s %s\n", n.c_str(), "error", e.what());
+    }
+  }
+  return 0;
+}
+
+int cmd_show(const std::string& name) {
+  ProfileSpec s = load_profile(name);
+  for (const auto& w : s.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  std::fputs(render_profile(s).c_str(), stdout);
+  return 0;
+}
+
+int cmd_explain(const std::string& name, const std::string& path) {
+  ProfileSpec spec = load_profile(name);
+  for (const auto& w : spec.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  HostFacts host = host_facts();
+  PlanContext ctx = plan_context(name, host);
+  HostFs hostfs;
+  MountPlan plan = plan_mounts(spec, ctx, hostfs);
+  for (const auto& w : plan.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  if (!path.empty()) {
+    fs::path p = fs::absolute(path).lexically_normal();
+    PathVerdict v = explain_path(plan, p, hostfs);
+    std::printf("%s: %s\n  because: %s\n", p.c_str(), v.state.c_str(), v.why.c_str());
+    if (v.resolved != p) std::printf("  (resolves to %s)\n", v.resolved.c_str());
+    return 0;
+  }
+  std::printf("# profile %s (%s posture), project %s\n", name.c_str(), to_string(spec.posture),
+              spec.dir.c_str());
+  std::printf("# namespaces: user (root for setup, then the user), mount, pid, uts%s%s\n",
+              spec.ipc ? ", ipc" : "", spec.net != NetMode::Host ? ", net (loopback only)" : "");
+  std::printf("# mounts, in order, on a fresh tmpfs root:\n");
+  for (const auto& op : plan.ops) std::printf("%s\n", describe(op).c_str());
+  std::printf("# seccomp (%s):\n", to_string(spec.seccomp));
+  for (const auto& d : seccomp::describe(spec)) std::printf("  %s\n", d.c_str());
+  std::printf("# environment%s:\n", spec.clean_env ? " (clean: host variables dropped but the kept few)" : "");
+  std::vector<std::string> env;
+  std::vector<std::string> host_env;
+  for (char** e = environ; *e; ++e) host_env.emplace_back(*e);
+  for (const auto& kv : plan_env(spec, {host_env, host.home, host.user})) {
+    std::string k = kv.substr(0, kv.find('='));
+    bool from_profile = false;
+    for (const auto& [n, v] : spec.env) from_profile |= n == k;
+    // Values of [env] may be secrets: show names only.
+    if (from_profile || k.rfind("PW_", 0) == 0 || k == "CLAUDE_CONFIG_DIR" || k == "CODEX_HOME" ||
+        spec.clean_env) {
+      std::printf("  %s\n", from_profile ? (k + "=<from [env]>").c_str() : kv.c_str());
+    }
+  }
+  return 0;
+}
+
+std::string ago(long t) {
+  long d = static_cast<long>(::time(nullptr)) - t;
+  if (d < 120) return std::to_string(d) + "s";
+  if (d < 7200) return std::to_string(d / 60) + "m";
+  return std::to_string(d / 3600) + "h";
+}
+
+int cmd_ps() {
+  auto ws = list_workspaces();
+  if (ws.empty()) {
+    std::printf("no running workspaces\n");
+    return 0;
+  }
+  for (const auto& w : ws) {
+    std::printf("%s  supervisor pid %ld, up %s, %zu session(s)\n", w.name.c_str(), w.supervisor_pid,
+                ago(w.started).c_str(), w.sessions.size());
+    for (const auto& s : w.sessions) {
+      std::printf("  pid %-8ld %-6s %s\n", s.pid, ago(s.started).c_str(), s.summary.c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc >= 2 && std::string(argv[1]) == "__supervise") {
+      if (argc != 5) return 2;
+      return supervisor_main(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
+    }
+
+    CLI::App app{"pw: per-project workspaces with a human and an agent posture.\n"
+                 "  pw NAME              a shell in profile NAME's sandbox\n"
+                 "  pw NAME -- CMD ARGS  one command in it; exits with its status",
+                 "pw"};
+    app.set_version_flag("--version", std::string("pw ") + PW_VERSION);
+    bool verbose = false;
+    app.add_flag("-v,--verbose", verbose, "show the mount plan and each setup step");
+    std::string profile;
+    std::vector<std::string> command;
+    app.add_option("profile", profile, "profile to enter");
+    app.add_option("command", command, "command to run instead of the shell (after --)");
+    app.require_subcommand(0, 1);
+
+    auto* c_new = app.add_subcommand("new", "create profiles NAME (human) and NAME-llm (agent)");
+    NewProfileOptions nopts;
+    c_new->add_option("name", nopts.name, "profile name")->required();
+    c_new->add_option("--dir", nopts.dir, "the project directory")->required();
+    c_new->add_option("--shell", nopts.shell, "shell for interactive sessions");
+    c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm")
+        ->check(CLI::IsMember({"claude", "codex", "generic"}));
+
+    app.add_subcommand("list", "list profiles");
+    auto* c_show = app.add_subcommand("show", "print the resolved profile");
+    std::string show_name;
+    c_show->add_option("name", show_name, "profile")->required();
+    auto* c_explain = app.add_subcommand("explain", "print the mount plan, or why PATH is visible");
+    std::string ex_name, ex_path;
+    c_explain->add_option("name", ex_name, "profile")->required();
+    c_explain->add_option("path", ex_path, "a path to explain");
+    app.add_subcommand("ps", "list running workspaces and their sessions");
+
+    CLI11_PARSE(app, argc, argv);
+
+    if (*c_new) {
+      if (nopts.dir.is_relative()) nopts.dir = fs::absolute(nopts.dir);
+      for (const auto& f : create_profiles(nopts)) std::printf("wrote %s\n", f.c_str());
+      std::printf("enter with: pw %s   (human)   or   pw %s-llm   (agent)\n", nopts.name.c_str(),
+                  nopts.name.c_str());
+      return 0;
+    }
+    if (app.got_subcommand("list")) return cmd_list();
+    if (*c_show) return cmd_show(show_name);
+    if (*c_explain) return cmd_explain(ex_name, ex_path);
+    if (app.got_subcommand("ps")) return cmd_ps();
+    if (profile.empty()) {
+      std::fputs(app.help().c_str(), stdout);
+      return 2;
+    }
+    return run_profile(profile, command, verbose);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "pw: %s\n", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pw: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,324 @@
+#include "policy/mount_plan.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "util/error.hpp"
+
+namespace fs = std::filesystem;
+
+namespace pw {
+
+const char* to_string(Access a) {
+  switch (a) {
+    case Access::ReadWrite: return "writable";
+    case Access::ReadOnly: return "read-only";
+    case Access::Hidden: return "hidden";
+    case Access::Staging: return "private";
+    case Access::Forced: return "hidden (always)";
+  }
+  return "?";
+}
+
+const char* to_string(OpKind k) {
+  switch (k) {
+    case OpKind::BindRo: return "bind-ro";
+    case OpKind::BindRw: return "bind-rw";
+    case OpKind::HideDir: return "hide-dir";
+    case OpKind::HideFile: return "hide-file";
+    case OpKind::Symlink: return "symlink";
+    case OpKind::Proc: return "proc";
+    case OpKind::Dev: return "dev";
+    case OpKind::RemountRo: return "remount-ro";
+  }
+  return "?";
+}
+
+const std::vector<fs::path>& system_dirs() {
+  static const std::vector<fs::path> dirs = {
+      "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+      "/nix/store", "/sys",
+  };
+  return dirs;
+}
+
+const std::vector<std::string>& agent_guarded_paths() {
+  static const std::vector<std::string> paths = {
+      ".git/hooks", ".git/config", ".envrc",   ".bashrc",  ".bash_profile", ".profile",
+      ".zshrc",     ".zprofile",   ".zshenv",  ".config/fish", ".vscode/tasks.json",
+  };
+  return paths;
+}
+
+namespace {
+
+// Strength of a rule when two name the same path: the stronger one wins, whatever the order
+// of the lists in the profile (deny wins over a later allow).
+int strength(Access a) {
+  switch (a) {
+    case Access::Forced: return 5;
+    case Access::Staging: return 4;
+    case Access::Hidden: return 3;
+    case Access::ReadOnly: return 2;
+    case Access::ReadWrite: return 1;
+  }
+  return 0;
+}
+
+bool is_under(const fs::path& p, const fs::path& dir) {  // p == dir or below it
+  auto pi = p.begin();
+  for (auto di = dir.begin(); di != dir.end(); ++di, ++pi) {
+    if (di->empty()) continue;  // trailing slash
+    if (pi == p.end() || *pi != *di) return false;
+  }
+  return true;
+}
+
+size_t depth(const fs::path& p) {
+  size_t n = 0;
+  for (const auto& c : p) {
+    if (c != "/" && !c.empty()) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+fs::path resolve_path(const FsView& view, const fs::path& p,
+                      std::vector<std::pair<fs::path, std::string>>* links) {
+  fs::path todo = p.lexically_normal();
+  for (int hops = 0; hops < 40; ++hops) {
+    fs::path cur = "/";
+    bool restarted = false;
+    for (auto it = std::next(todo.begin()); it != todo.end(); ++it) {
+      if (it->empty()) continue;
+      fs::path next = cur / *it;
+      if (view.type(next) == NodeType::Symlink) {
+        auto text = view.readlink(next);
+        if (!text) return todo;
+        if (links) links->emplace_back(next, *text);
+        fs::path target = fs::path(*text).is_absolute() ? fs::path(*text) : cur / *text;
+        fs::path rest;
+        for (auto r = std::next(it); r != todo.end(); ++r) rest /= *r;
+        todo = (rest.empty() ? target : target / rest).lexically_normal();
+        restarted = true;
+        break;
+      }
+      cur = next;
+    }
+    if (!restarted) {
+      std::string s = todo.string();
+      if (s.size() > 1 && s.back() == '/') s.pop_back();
+      return s;
+    }
+  }
+  return p.lexically_normal();  // symlink loop: plan the lexical path; it will not exist
+}
+
+MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsView& view) {
+  MountPlan plan;
+  std::map<fs::path, Rule> rules;                  // canonical path -> strongest rule
+  std::map<fs::path, std::string> links;           // symlink path -> text, met on rule paths
+  std::vector<fs::path> forced;
+
+  auto add = [&](const fs::path& raw, Access access, const std::string& why,
+                 std::optional<fs::path> staging_source = std::nullopt) {
+    std::vector<std::pair<fs::path, std::string>> met;
+    fs::path path = resolve_path(view, raw, &met);
+    for (auto& [at, text] : met) links.emplace(at, text);
+    if (access == Access::Forced) {
+      forced.push_back(path);
+      // The lexical path too: a symlink elsewhere must not lead around the hide.
+      if (path != raw.lexically_normal()) forced.push_back(raw.lexically_normal());
+    }
+    Rule r{path, access, why, staging_source ? *staging_source : path};
+    auto [it, inserted] = rules.emplace(path, r);
+    if (!inserted && strength(access) > strength(it->second.access)) it->second = r;
+  };
+
+  for (const auto& d : system_dirs()) {
+    if (view.type(d) != NodeType::Missing) add(d, Access::ReadOnly, "system directory");
+  }
+  add("/tmp", Access::Staging, "workspace /tmp (shared by this workspace's sessions only)",
+      ctx.workspace_dir / "tmp");
+  add(spec.dir, Access::ReadWrite, "project directory");
+
+  if (spec.posture == Posture::Agent) {
+    if (spec.home == "tmpfs") {
+      add(ctx.home, Access::Staging, "agent home: empty tmpfs private to this workspace",
+          ctx.workspace_dir / "home");
+    } else {
+      add(ctx.home, Access::Staging, "agent home: private dir " + spec.home + " in the project",
+          spec.dir / spec.home);
+    }
+  }
+
+  for (const auto& e : spec.blacklist) add(e.path, Access::Hidden, "blacklist (" + e.origin + ")");
+  for (const auto& e : spec.whitelist) {
+    if (view.type(e.path) == NodeType::Missing) {
+      plan.warnings.push_back(e.origin + ": whitelist path " + e.path.string() +
+                              " does not exist; skipped");
+      continue;
+    }
+    add(e.path, Access::ReadOnly, "whitelist (" + e.origin + ")");
+  }
+  for (const auto& e : spec.writable) add(e.path, Access::ReadWrite, "writable (" + e.origin + ")");
+  for (const auto& g : spec.mask) {
+    for (const auto& m : view.glob((spec.dir / g).string())) {
+      add(m, Access::Hidden, "mask '" + g + "'");
+    }
+  }
+  for (const auto& r : spec.readonly) {
+    if (view.type(spec.dir / r) != NodeType::Missing) {
+      add(spec.dir / r, Access::ReadOnly, "readonly '" + r + "'");
+    }
+  }
+  if (spec.posture == Posture::Agent) {
+    for (const auto& r : agent_guarded_paths()) {
+      if (view.type(spec.dir / r) != NodeType::Missing) {
+        add(spec.dir / r, Access::ReadOnly,
+            "agent guard: the human posture would run what an agent writes here");
+      }
+    }
+  }
+  add(ctx.config_dir, Access::Forced, "pw config dir (never visible in a session)");
+  add(ctx.runtime_dir, Access::Forced, "pw runtime dir (never visible in a session)");
+  for (const auto& p : ctx.always_hidden) add(p, Access::Forced, "vault cipherdir");
+
+  // Nothing is re-exposed beneath a forced hide; /proc and /dev belong to pw.
+  for (auto it = rules.begin(); it != rules.end();) {
+    const fs::path& p = it->first;
+    bool drop = false;
+    for (const auto& f : forced) {
+      if (is_under(p, f) && p != f) drop = true;
+    }
+    if (is_under(p, "/proc") || is_under(p, "/dev")) {
+      plan.warnings.push_back(it->second.why + ": " + p.string() +
+                              " is managed by pw (use [sandbox] devices for /dev); ignored");
+      drop = true;
+    }
+    it = drop ? rules.erase(it) : std::next(it);
+  }
+
+  for (auto& [p, r] : rules) plan.rules.push_back(r);
+
+  // Walk rules shallow to deep; each rule's effective parent decides whether it needs a mount.
+  std::vector<const Rule*> order;
+  for (auto& [p, r] : rules) order.push_back(&r);
+  std::stable_sort(order.begin(), order.end(), [](const Rule* a, const Rule* b) {
+    return depth(a->path) < depth(b->path);
+  });
+
+  auto parent_rule = [&](const fs::path& p) -> const Rule* {
+    const Rule* best = nullptr;
+    for (auto& [q, r] : rules) {
+      if (q != p && is_under(p, q) && (!best || depth(q) > depth(best->path))) best = &r;
+    }
+    return best;
+  };
+  // True when `p` is shown by a host bind reaching it unchanged (so it exists there as on
+  // the host), false when its nearest ancestor is a tmpfs pw made or nothing at all.
+  auto shown_by_host_bind = [&](const fs::path& p) {
+    const Rule* pr = parent_rule(p);
+    return pr && (pr->access == Access::ReadOnly || pr->access == Access::ReadWrite);
+  };
+
+  plan.ops.push_back({OpKind::Proc, "/proc", {}, "pw: procfs of the session's pid namespace"});
+  plan.ops.push_back({OpKind::Dev, "/dev", {}, "pw: minimal /dev"});
+  std::vector<MountOp> remounts;
+  for (const Rule* r : order) {
+    const Rule* pr = parent_rule(r->path);
+    NodeType t = r->access == Access::Staging ? NodeType::Dir : view.type(r->source);
+    switch (r->access) {
+      case Access::ReadOnly:
+      case Access::ReadWrite: {
+        if (t == NodeType::Missing) {
+          plan.warnings.push_back(r->why + ": " + r->path.string() + " does not exist; skipped");
+          break;
+        }
+        // A bind identical to what its parent bind already shows adds nothing.
+        if (pr && pr->access == r->access && pr->source == pr->path) break;
+        plan.ops.push_back({r->access == Access::ReadOnly ? OpKind::BindRo : OpKind::BindRw,
+                            r->path, r->source, r->why});
+        break;
+      }
+      case Access::Staging:
+        plan.ops.push_back({OpKind::BindRw, r->path, r->source, r->why});
+        break;
+      case Access::Hidden:
+      case Access::Forced: {
+        // Hiding matters only where a host bind would show the path; under pw's own tmpfs
+        // (or nothing) the path is absent already.
+        bool host_bound = pr && (pr->access == Access::ReadOnly || pr->access == Access::ReadWrite);
+        if (!host_bound || t == NodeType::Missing) break;
+        if (t == NodeType::Dir) {
+          plan.ops.push_back({OpKind::HideDir, r->path, {}, r->why});
+          remounts.push_back({OpKind::RemountRo, r->path, {}, "hidden dir stays empty"});
+        } else {
+          plan.ops.push_back({OpKind::HideFile, r->path, {}, r->why});
+        }
+        break;
+      }
+    }
+  }
+
+  // Links met on the way to a rule's path appear at their own path, unless a host bind
+  // already shows them there.
+  std::vector<std::pair<fs::path, std::string>> link_ops(links.begin(), links.end());
+  std::stable_sort(link_ops.begin(), link_ops.end(), [](const auto& a, const auto& b) {
+    return depth(a.first) < depth(b.first);
+  });
+  for (const auto& [at, text] : link_ops) {
+    if (rules.count(at) || shown_by_host_bind(at)) continue;
+    bool forced_here = false;
+    for (const auto& f : forced) forced_here |= is_under(at, f);
+    if (forced_here) continue;
+    plan.ops.push_back({OpKind::Symlink, at, text, "symlink on the way to a rule's path"});
+  }
+
+  // Deeper operations run after shallower ones so they land on top; stable for ties.
+  std::stable_sort(plan.ops.begin(), plan.ops.end(), [](const MountOp& a, const MountOp& b) {
+    return depth(a.target) < depth(b.target);
+  });
+  plan.ops.insert(plan.ops.end(), remounts.begin(), remounts.end());
+  plan.ops.push_back({OpKind::RemountRo, "/", {}, "sandbox root stays read-only"});
+  return plan;
+}
+
+PathVerdict explain_path(const MountPlan& plan, const fs::path& path, const FsView& view) {
+  PathVerdict v;
+  v.resolved = resolve_path(view, path, nullptr);
+  if (is_under(v.resolved, "/proc") || is_under(v.resolved, "/dev")) {
+    return {"pw-managed", "pw's own /proc and minimal /dev", v.resolved};
+  }
+  const Rule* best = nullptr;
+  for (const auto& r : plan.rules) {
+    if (is_under(v.resolved, r.path) && (!best || depth(r.path) > depth(best->path))) best = &r;
+  }
+  if (!best) {
+    v.state = "hidden";
+    v.why = "no rule names it or a parent: the sandbox root starts empty";
+    return v;
+  }
+  v.state = to_string(best->access);
+  if (best->access == Access::Staging) v.state = "private tmpfs";
+  v.why = best->why;
+  if (best->path != v.resolved) v.why += " [rule on " + best->path.string() + "]";
+  return v;
+}
+
+std::string describe(const MountOp& op) {
+  std::string s = to_string(op.kind);
+  s.resize(11, ' ');
+  s += op.target.string();
+  if (op.kind == OpKind::BindRo || op.kind == OpKind::BindRw) {
+    if (op.source != op.target) s += "  <- " + op.source.string();
+  } else if (op.kind == OpKind::Symlink) {
+    s += "  -> " + op.source.string();
+  }
+  s += "   (" + op.why + ")";
+  return s;
+}
+
+}  // namespace pw

@@ -1,0 +1,243 @@
+#include "sandbox/spawn.hpp"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "sandbox/userns.hpp"
+#include "util/error.hpp"
+#include "util/fd.hpp"
+
+extern char** environ;
+
+namespace pw {
+namespace {
+
+constexpr int kSetupFailed = 125;
+
+// Child-side error report: the parent prints it. Short writes are fine (best effort).
+[[noreturn]] void fail(int errfd, const std::string& msg, int code = kSetupFailed) {
+  std::string line = msg + "\n";
+  if (::write(errfd, line.data(), line.size()) < 0) {
+  }
+  _exit(code);
+}
+
+// If the parent is already gone, PR_SET_PDEATHSIG set after its death never fires: check
+// the lifeline pipe, whose write end only the parent holds.
+void die_with_parent(int lifeline) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(kSetupFailed);
+  struct pollfd p = {lifeline, POLLIN, 0};
+  if (::poll(&p, 1, 0) > 0) _exit(kSetupFailed);
+}
+
+void drop_capabilities() {
+  for (int cap = 0; cap <= 63; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break;
+  }
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capset, &hdr, data) != 0) throw SysError("drop capabilities");
+}
+
+void reset_signals() {
+  sigset_t all;
+  sigemptyset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  for (int s = 1; s < NSIG; ++s) {
+    if (s == SIGKILL || s == SIGSTOP) continue;
+    ::signal(s, SIG_DFL);
+  }
+}
+
+[[noreturn]] void exec_payload(const SessionSpec& spec, int errfd) {
+  reset_signals();
+  if (::chdir(spec.cwd.c_str()) != 0 && ::chdir(spec.fallback_cwd.c_str()) != 0) {
+    fail(errfd, "pw: cannot enter " + spec.cwd.string() + ": " + std::strerror(errno));
+  }
+  std::vector<char*> argv;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  // execvp() searches the PATH of the current environment: make it the session's.
+  environ = envp.data();
+  seccomp::load(spec.seccomp);
+  ::execvp(argv[0], argv.data());
+  int err = errno;
+  fail(errfd, "pw: cannot run " + spec.argv[0] + ": " + std::strerror(err),
+       err == ENOENT ? 127 : 126);
+}
+
+// pid 1 of the session's pid namespace. Builds the view, becomes the user, starts the
+// payload and mirrors its exit. When it exits the kernel kills everything left in the
+// namespace, so no sandboxed process outlives the session.
+[[noreturn]] void session_init(const SessionSpec& spec, int errfd, int lifeline) {
+  try {
+    die_with_parent(lifeline);
+    // Nothing done here may reach the workspace's other sessions or the host.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
+      throw SysError("make mounts private");
+    }
+    build_root(spec.newroot, spec.plan, spec.dev);
+    if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0) {
+      throw SysError("set hostname");
+    }
+    enter_root(spec.newroot);
+    // Leave root of the workspace namespace for a nested one where we are the user again:
+    // the session then holds no capability over its mounts, so it cannot unmount a mask.
+    enter_user_namespace_as(spec.uid, spec.gid);
+    die_with_parent(lifeline);  // creds changed: the death signal was reset
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw SysError("set no_new_privs");
+  } catch (const std::exception& e) {
+    fail(errfd, std::string("pw: sandbox setup failed: ") + e.what());
+  }
+
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  // Terminal signals reach the payload directly (same process group); init stays out of it.
+  for (int s : {SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU}) ::signal(s, SIG_IGN);
+
+  pid_t main_pid = ::fork();
+  if (main_pid < 0) fail(errfd, std::string("pw: fork: ") + std::strerror(errno));
+  if (main_pid == 0) {
+    ::close(lifeline);
+    try {
+      die_with_parent(-1);
+      drop_capabilities();
+    } catch (const std::exception& e) {
+      fail(errfd, std::string("pw: sandbox setup failed: ") + e.what());
+    }
+    exec_payload(spec, errfd);
+  }
+  ::close(errfd);
+  try {
+    drop_capabilities();
+  } catch (...) {
+    ::kill(main_pid, SIGKILL);
+    _exit(kSetupFailed);
+  }
+
+  for (;;) {
+    siginfo_t si;
+    int sig = ::sigwaitinfo(&set, &si);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      ::kill(main_pid, sig);
+      continue;
+    }
+    int status;
+    pid_t p;
+    while ((p = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (p != main_pid) continue;  // an orphan re-parented to us
+      if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+      if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
+    }
+  }
+}
+
+}  // namespace
+
+int run_session(const SessionSpec& spec, int watch_fd) {
+  int errpipe[2], lifeline[2];
+  if (::pipe2(errpipe, O_CLOEXEC) != 0 || ::pipe2(lifeline, O_CLOEXEC) != 0) {
+    throw SysError("pipe");
+  }
+  Fd err_r(errpipe[0]), err_w(errpipe[1]), life_r(lifeline[0]), life_w(lifeline[1]);
+
+  // Ignore terminal interrupts while the session runs: they reach the command itself, and
+  // pw must stay alive to report its status. SIGTSTP keeps its default so Ctrl-Z stops pw
+  // together with a foreground command (the shell that started pw sees it stop).
+  struct sigaction ign {}, old_int {}, old_quit {};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGINT, &ign, &old_int);
+  ::sigaction(SIGQUIT, &ign, &old_quit);
+  sigset_t fwd, old_mask;
+  sigemptyset(&fwd);
+  for (int s : {SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&fwd, s);
+  ::sigprocmask(SIG_BLOCK, &fwd, &old_mask);
+
+  unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | SIGCHLD;
+  if (spec.new_ipc) flags |= CLONE_NEWIPC;
+  if (spec.new_net) flags |= CLONE_NEWNET;
+  // Raw clone with no new stack behaves like fork(); glibc's clone() wrapper would need one.
+  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
+  if (pid < 0) throw SysError("clone session namespaces");
+  if (pid == 0) {
+    err_r.reset();
+    life_w.reset();
+    if (watch_fd >= 0) ::close(watch_fd);
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    session_init(spec, err_w.get(), life_r.get());
+  }
+  err_w.reset();
+  life_r.reset();
+
+  // Setup errors and exec failures arrive on the error pipe; EOF means the command runs.
+  std::string err;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(err_r.get(), buf, sizeof buf)) != 0) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    err.append(buf, static_cast<size_t>(n));
+  }
+  if (!err.empty()) std::fputs(err.c_str(), stderr);
+
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  Fd sigfd(::signalfd(-1, &fwd, SFD_CLOEXEC));
+  int status = 0;
+  bool done = false;
+  while (!done) {
+    struct pollfd fds[3] = {{pidfd.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {watch_fd, POLLIN, 0}};
+    int r = ::poll(fds, watch_fd >= 0 ? 3 : 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw SysError("poll");
+    }
+    if (fds[1].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (::read(sigfd.get(), &si, sizeof si) == sizeof si) ::kill(pid, static_cast<int>(si.ssi_signo));
+    }
+    if (watch_fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+      char c;
+      ssize_t k = ::recv(watch_fd, &c, 1, MSG_DONTWAIT);
+      if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        std::fputs("pw: the workspace supervisor went away; ending the session\n", stderr);
+        ::kill(pid, SIGKILL);
+        watch_fd = -1;
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      if (::waitpid(pid, &status, 0) == pid) done = true;
+    }
+  }
+  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGQUIT, &old_quit, nullptr);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return kSetupFailed;
+}
+
+}  // namespace pw

@@ -1,0 +1,41 @@
+// The session recipe: clone into fresh namespaces, build the root, drop to the user, walls,
+// exec. One ordered function a reader can follow; each step lives in its own file.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "policy/mount_plan.hpp"
+#include "sandbox/mounts.hpp"
+#include "sandbox/seccomp.hpp"
+
+namespace pw {
+
+struct SessionSpec {
+  MountPlan plan;
+  DevOptions dev;
+  std::filesystem::path newroot;  // empty dir in the workspace where the root is built
+  std::vector<std::string> argv;  // what to run (argv[0] looked up in the session's PATH)
+  std::vector<std::string> env;   // "NAME=value"
+  std::filesystem::path cwd;      // inside the session
+  std::filesystem::path fallback_cwd;
+  std::string hostname;
+  uid_t uid = 0;  // the user's real ids on the host: what the session runs as
+  gid_t gid = 0;
+  bool new_net = true;
+  bool new_ipc = true;
+  seccomp::Program seccomp;
+  bool verbose = false;
+};
+
+// Runs a session to completion from a process that is root in the workspace's user
+// namespace and inside its mount namespace (see workspace/client.cpp). `watch_fd`, when
+// >= 0, is the supervisor connection: if it closes, the session is killed. Returns what pw
+// should exit with: the command's status, 128+N if it died of signal N, 125 if the sandbox
+// could not be set up, 126/127 if the command could not be run.
+int run_session(const SessionSpec& spec, int watch_fd);
+
+}  // namespace pw

@@ -1,0 +1,79 @@
+#include "workspace/protocol.hpp"
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.hpp"
+
+namespace pw::proto {
+
+void send(int sock, const std::string& text, const std::vector<int>& fds) {
+  struct iovec iov = {const_cast<char*>(text.data()), text.size()};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> ctl;
+  if (!fds.empty()) {
+    ctl.resize(CMSG_SPACE(sizeof(int) * fds.size()));
+    msg.msg_control = ctl.data();
+    msg.msg_controllen = ctl.size();
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw SysError("send to workspace socket");
+}
+
+bool recv(int sock, std::string& text, std::vector<Fd>* fds) {
+  std::vector<char> buf(65536);
+  struct iovec iov = {buf.data(), buf.size()};
+  alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * 8)];
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl;
+  msg.msg_controllen = sizeof ctl;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw SysError("receive from workspace socket");
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      if (fds) fds->emplace_back(fd);
+      else ::close(fd);  // unexpected fds are never kept
+    }
+  }
+  if (n == 0) return false;
+  text.assign(buf.data(), static_cast<size_t>(n));
+  return true;
+}
+
+uid_t peer_uid(int sock) {
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) throw SysError("SO_PEERCRED");
+  return cred.uid;
+}
+
+pid_t peer_pid(int sock) {
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) throw SysError("SO_PEERCRED");
+  return cred.pid;
+}
+
+}  // namespace pw::proto

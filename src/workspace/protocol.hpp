@@ -1,0 +1,25 @@
+// Control-socket messages between `pw` clients and a workspace supervisor: one text line per
+// SOCK_SEQPACKET message, with file descriptors attached where a message carries them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "util/fd.hpp"
+
+namespace pw::proto {
+
+constexpr int kVersion = 1;
+
+// Sends `text` with `fds` attached (SCM_RIGHTS). Throws on failure.
+void send(int sock, const std::string& text, const std::vector<int>& fds = {});
+
+// Receives one message; returns false on orderly EOF. Attached fds are returned owned and
+// close-on-exec. Throws on error.
+bool recv(int sock, std::string& text, std::vector<Fd>* fds = nullptr);
+
+// The uid of the peer of a connected unix socket, as seen in the caller's user namespace.
+uid_t peer_uid(int sock);
+pid_t peer_pid(int sock);
+
+}  // namespace pw::proto

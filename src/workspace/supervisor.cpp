@@ -1,0 +1,196 @@
+// The supervisor: holds the workspace's namespaces, hands them to same-uid clients, and ends
+// the workspace when its last session disconnects.
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <sstream>
+
+#include "sandbox/userns.hpp"
+#include "util/error.hpp"
+#include "workspace/protocol.hpp"
+#include "workspace/runtime.hpp"
+#include "workspace/workspace.hpp"
+
+namespace fs = std::filesystem;
+
+namespace pw {
+namespace {
+
+constexpr int kIdleTimeoutMs = 10'000;  // a supervisor nobody joined gives up after this
+
+struct Client {
+  Fd fd;
+  SessionInfo info;
+  bool is_session = false;
+};
+
+Fd listen_on(const fs::path& path) {
+  Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) throw SysError("socket");
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof addr.sun_path) throw Error("socket path too long: " + path.string());
+  std::strcpy(addr.sun_path, path.c_str());
+  ::unlink(path.c_str());  // stale: we hold the lock, so no live supervisor owns it
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    throw SysError("bind " + path.string());
+  }
+  ::chmod(path.c_str(), 0600);
+  if (::listen(s.get(), 32) != 0) throw SysError("listen");
+  return s;
+}
+
+void make_stage(const fs::path& stage) {
+  if (::mkdir(stage.c_str(), 0700) != 0 && errno != EEXIST) throw SysError("create " + stage.string());
+  check_private_dir(stage);
+}
+
+// Inside the workspace's mount namespace: a tmpfs over the staging dir, invisible to the
+// host, holding what the sessions share (/tmp, the agent home) and where each session
+// builds its root.
+void populate_stage(const fs::path& stage) {
+  if (::mount("tmpfs", stage.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0) {
+    throw SysError("mount the workspace tmpfs");
+  }
+  for (auto [sub, mode] : {std::pair{"tmp", 01777}, std::pair{"home", 0700}, std::pair{"root", 0755}}) {
+    fs::path p = stage / sub;
+    if (::mkdir(p.c_str(), static_cast<mode_t>(mode)) != 0) throw SysError("create " + p.string());
+    ::chmod(p.c_str(), static_cast<mode_t>(mode));
+  }
+}
+
+std::string ps_reply(const std::string& name, long started, const std::map<int, Client>& clients) {
+  std::ostringstream out;
+  out << "ok workspace " << name << " pid=" << ::getpid() << " started=" << started << "\n";
+  for (const auto& [fd, c] : clients) {
+    if (!c.is_session) continue;
+    out << "session pid=" << c.info.pid << " started=" << c.info.started << " " << c.info.summary << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace
+
+int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
+  Fd lock(lock_fd), ready(ready_fd);
+  ::fcntl(lock.get(), F_SETFD, FD_CLOEXEC);
+  ::fcntl(ready.get(), F_SETFD, FD_CLOEXEC);
+  ::setsid();  // off the client's terminal: its Ctrl-C and hangup are not ours
+  Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  ::dup2(devnull.get(), 0);
+  ::dup2(devnull.get(), 1);
+
+  long started = static_cast<long>(::time(nullptr));
+  WorkspacePaths paths = workspace_paths(name);
+  Fd listener, userns, mntns;
+  try {
+    make_stage(paths.stage);
+    enter_user_namespace_as_root(CLONE_NEWNS);
+    // Mount events flow from the host into the workspace, never back.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) throw SysError("make mounts slave");
+    populate_stage(paths.stage);
+    // After the id maps are written: nothing of this process may be read through ptrace or
+    // /proc by other processes of the user, and no core dump.
+    ::prctl(PR_SET_DUMPABLE, 0);
+    struct rlimit no_core = {0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    userns.reset(::open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC));
+    mntns.reset(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
+    if (!userns || !mntns) throw SysError("open namespace files");
+    listener = listen_on(paths.sock);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pw: workspace %s: %s\n", name.c_str(), e.what());
+    return 1;
+  }
+  struct stat sock_st {};
+  ::stat(paths.sock.c_str(), &sock_st);
+  if (::write(ready.get(), "1", 1) != 1) return 1;
+  ready.reset();
+  ::dup2(devnull.get(), 2);
+
+  std::map<int, Client> clients;
+  bool had_session = false;
+  for (;;) {
+    std::vector<struct pollfd> fds;
+    fds.push_back({listener.get(), POLLIN, 0});
+    for (const auto& [fd, c] : clients) fds.push_back({fd, POLLIN, 0});
+    int timeout = had_session ? -1 : kIdleTimeoutMs;
+    int r = ::poll(fds.data(), fds.size(), timeout);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0 && !had_session) break;
+
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (!fds[i].revents) continue;
+      Client& c = clients[fds[i].fd];
+      std::string msg;
+      bool alive = false;
+      try {
+        alive = proto::recv(c.fd.get(), msg);
+      } catch (const std::exception&) {
+      }
+      if (!alive) clients.erase(fds[i].fd);
+      // Sessions send nothing after the handshake; stray data is ignored.
+    }
+    if (fds[0].revents & POLLIN) {
+      Fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (conn) {
+        try {
+          // The user appears as our euid inside this namespace; anyone else does not.
+          if (proto::peer_uid(conn.get()) != ::geteuid()) throw Error("peer of another uid");
+          std::string hello;
+          if (!proto::recv(conn.get(), hello)) throw Error("no hello");
+          std::istringstream in(hello);
+          std::string word, kind;
+          int version = 0;
+          in >> word >> version >> kind;
+          if (word != "hello" || version != proto::kVersion) {
+            proto::send(conn.get(), "error protocol version mismatch: restart the workspace");
+          } else if (kind == "session") {
+            Client c;
+            c.is_session = true;
+            c.info.pid = proto::peer_pid(conn.get());
+            c.info.started = static_cast<long>(::time(nullptr));
+            std::getline(in >> std::ws, c.info.summary);
+            proto::send(conn.get(), "ok " + paths.stage.string(), {userns.get(), mntns.get()});
+            int fd = conn.get();
+            c.fd = std::move(conn);
+            clients.emplace(fd, std::move(c));
+            had_session = true;
+          } else if (kind == "ps") {
+            proto::send(conn.get(), ps_reply(name, started, clients));
+          } else {
+            proto::send(conn.get(), "error unknown request");
+          }
+        } catch (const std::exception&) {
+          // Dropping the connection is the whole answer to a bad peer.
+        }
+      }
+    }
+    bool any_session = false;
+    for (const auto& [fd, c] : clients) any_session |= c.is_session;
+    if (had_session && !any_session) break;
+  }
+
+  // Remove the socket only if it is still ours; a successor may have replaced it.
+  struct stat now {};
+  if (::stat(paths.sock.c_str(), &now) == 0 && now.st_ino == sock_st.st_ino &&
+      now.st_dev == sock_st.st_dev) {
+    ::unlink(paths.sock.c_str());
+  }
+  return 0;
+}
+
+}  // namespace pw

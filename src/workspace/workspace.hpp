@@ -1,0 +1,46 @@
+// A running profile is a workspace: one supervisor process that owns the workspace's user
+// and mount namespaces and lives as long as any session of it does. Clients (`pw NAME`)
+// join it over a unix socket and run their session inside its namespaces.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "util/fd.hpp"
+
+namespace pw {
+
+struct Joined {
+  Fd conn;    // kept open for the session's life: the supervisor counts these
+  Fd userns;  // the workspace's user namespace (we are root in it)
+  Fd mntns;   // the workspace's mount namespace
+  std::filesystem::path stage;  // staging dir as seen inside the workspace
+};
+
+// Connects to the workspace of profile `name`, starting its supervisor if none runs.
+// `summary` describes the session for `pw ps`.
+Joined join_workspace(const std::string& name, const std::string& summary);
+
+// Enters the joined workspace's namespaces (the calling process must be single-threaded).
+void enter_workspace(const Joined& ws);
+
+struct SessionInfo {
+  long pid = 0;           // the client's pid on the host
+  long started = 0;       // unix time
+  std::string summary;
+};
+struct WorkspaceInfo {
+  std::string name;
+  long supervisor_pid = 0;
+  long started = 0;
+  std::vector<SessionInfo> sessions;
+};
+
+// Every live workspace of this user (stale sockets are skipped).
+std::vector<WorkspaceInfo> list_workspaces();
+
+// The supervisor's main (the hidden `pw __supervise NAME LOCKFD READYFD`).
+int supervisor_main(const std::string& name, int lock_fd, int ready_fd);
+
+}  // namespace pw
