@@ -1,0 +1,1097 @@
+#include "fs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "crypto.hpp"
+
+namespace fusevault {
+
+using format::kBlockSize;
+using format::kCipherBlockSize;
+
+struct Fs::Node {
+  std::uint64_t ino;
+  ino_t backing;
+  mode_t type;  // S_IFMT bits
+  std::uint64_t nlookup = 0;
+  std::uint64_t child_refs = 0;  // links of other nodes that name this one as parent
+  struct Link {
+    std::uint64_t parent;
+    std::string disk;
+  };
+  std::vector<Link> links;  // known names; a directory has at most one
+  std::optional<format::DirId> dirid;
+  std::weak_ptr<OpenFile> open;
+  bool mapped = true;  // present in by_backing_
+};
+
+// One per open regular file (shared by all handles of it): one fd, the header, the
+// plaintext size, and the lock that serializes writers of this file.
+struct Fs::OpenFile {
+  int fd = -1;
+  bool writable = false;
+  std::shared_mutex mu;
+  std::atomic<std::uint64_t> size{0};
+  bool has_header = false;
+  bool corrupt = false;
+  format::FileId id{};
+  ~OpenFile() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+struct Fs::Handle {
+  std::uint64_t ino;
+  std::shared_ptr<OpenFile> of;
+};
+
+namespace {
+
+[[noreturn]] void fail(int e) { throw FsError(e); }
+[[noreturn]] void fail_errno() { throw FsError(errno ? errno : EIO); }
+
+constexpr std::uint64_t nblocks(std::uint64_t size) { return (size + kBlockSize - 1) / kBlockSize; }
+constexpr std::size_t kChunkBlocks = 256;  // 1 MiB of plaintext per I/O syscall
+
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int release() { return std::exchange(fd, -1); }
+};
+
+void pread_exact(int fd, std::uint8_t* p, std::size_t n, std::uint64_t off) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail_errno();
+    }
+    if (r == 0) fail(EIO);  // ciphertext shorter than its size promised
+    p += r;
+    n -= static_cast<std::size_t>(r);
+    off += static_cast<std::uint64_t>(r);
+  }
+}
+
+void pwrite_all(int fd, const std::uint8_t* p, std::size_t n, std::uint64_t off) {
+  while (n > 0) {
+    ssize_t r = ::pwrite(fd, p, n, static_cast<off_t>(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail_errno();
+    }
+    p += r;
+    n -= static_cast<std::size_t>(r);
+    off += static_cast<std::uint64_t>(r);
+  }
+}
+
+std::vector<std::uint8_t>& tls_buf(int which) {
+  thread_local std::vector<std::uint8_t> bufs[3];
+  return bufs[which];
+}
+
+std::string sidecar_name(const std::string& disk) { return disk + format::kLongSuffix; }
+
+bool read_small_file(int dfd, const char* name, std::string& out, std::size_t max) {
+  Fd f(::openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (f.fd < 0) return false;
+  out.resize(max + 1);
+  std::size_t got = 0;
+  while (got < out.size()) {
+    ssize_t r = ::read(f.fd, out.data() + got, out.size() - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (r == 0) break;
+    got += static_cast<std::size_t>(r);
+  }
+  if (got > max) return false;
+  out.resize(got);
+  return true;
+}
+
+void write_new_file(int dfd, const char* name, const void* p, std::size_t n, mode_t mode) {
+  Fd f(::openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (f.fd < 0) fail_errno();
+  pwrite_all(f.fd, static_cast<const std::uint8_t*>(p), n, 0);
+}
+
+}  // namespace
+
+Fs::Fs(int root_fd, std::shared_ptr<const format::Keys> keys) : root_fd_(root_fd), keys_(std::move(keys)) {
+  rlimit rl{};
+  std::size_t nofile = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) nofile = rl.rlim_cur;
+  // Leave most descriptors to open files; directories are reopened on a cache miss.
+  dir_cache_cap_ = std::clamp<std::size_t>(nofile / 8, 16, 4096);
+  struct stat st{};
+  if (::fstat(root_fd_, &st) != 0) fail_errno();
+  auto root = std::make_unique<Node>();
+  root->ino = kRoot;
+  root->backing = st.st_ino;
+  root->type = S_IFDIR;
+  root->nlookup = 1;
+  by_backing_[st.st_ino] = root.get();
+  nodes_[kRoot] = std::move(root);
+}
+
+Fs::~Fs() {
+  for (auto& [ino, e] : dir_cache_) ::close(e.first);
+  ::close(root_fd_);
+}
+
+Fs::Node* Fs::get(std::uint64_t ino) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) fail(ESTALE);
+  return it->second.get();
+}
+
+Fs::Node* Fs::find_backing(const struct stat& st) {
+  auto it = by_backing_.find(st.st_ino);
+  if (it == by_backing_.end() || it->second->type != (st.st_mode & S_IFMT)) return nullptr;
+  return it->second;
+}
+
+Fs::Node* Fs::node_for(const struct stat& st, Node* parent, const std::string& disk) {
+  Node* n = find_backing(st);
+  if (!n) {
+    auto it = by_backing_.find(st.st_ino);
+    if (it != by_backing_.end()) {  // a recycled inode number: the old node is gone on disk
+      it->second->mapped = false;
+      by_backing_.erase(it);
+    }
+    auto node = std::make_unique<Node>();
+    node->ino = next_ino_++;
+    node->backing = st.st_ino;
+    node->type = st.st_mode & S_IFMT;
+    n = node.get();
+    nodes_[n->ino] = std::move(node);
+    by_backing_[st.st_ino] = n;
+  }
+  if (n->type == S_IFDIR && !n->links.empty() &&
+      (n->links[0].parent != parent->ino || n->links[0].disk != disk)) {
+    clear_links(n);  // a directory has one name; the newest lookup wins
+  }
+  add_link(n, parent->ino, disk);
+  return n;
+}
+
+void Fs::add_link(Node* n, std::uint64_t parent, const std::string& disk) {
+  for (auto& l : n->links)
+    if (l.parent == parent && l.disk == disk) return;
+  n->links.push_back({parent, disk});
+  get(parent)->child_refs++;
+}
+
+void Fs::remove_link(Node* n, std::uint64_t parent, const std::string& disk) {
+  for (auto it = n->links.begin(); it != n->links.end(); ++it) {
+    if (it->parent == parent && it->disk == disk) {
+      n->links.erase(it);
+      auto p = nodes_.find(parent);
+      if (p != nodes_.end()) {
+        p->second->child_refs--;
+        maybe_delete(p->second.get());
+      }
+      return;
+    }
+  }
+}
+
+void Fs::clear_links(Node* n) {
+  while (!n->links.empty()) {
+    auto l = n->links.back();
+    remove_link(n, l.parent, l.disk);
+  }
+}
+
+void Fs::maybe_delete(Node* n) {
+  if (n->ino == kRoot || n->nlookup > 0 || n->child_refs > 0 || !n->open.expired()) return;
+  const std::uint64_t ino = n->ino;
+  auto links = std::move(n->links);
+  n->links.clear();
+  if (n->mapped) {
+    auto it = by_backing_.find(n->backing);
+    if (it != by_backing_.end() && it->second == n) by_backing_.erase(it);
+  }
+  uncache_dir(ino);
+  nodes_.erase(ino);  // n is dangling from here
+  for (auto& l : links) {
+    auto p = nodes_.find(l.parent);
+    if (p != nodes_.end()) {
+      p->second->child_refs--;
+      maybe_delete(p->second.get());
+    }
+  }
+}
+
+// Bookkeeping after the name (parent, disk) of the object st was removed on disk.
+void Fs::drop_name(const struct stat& st, std::uint64_t parent, const std::string& disk) {
+  Node* n = find_backing(st);
+  if (!n) return;
+  const bool gone = S_ISDIR(st.st_mode) || st.st_nlink <= 1;
+  if (gone) {
+    by_backing_.erase(n->backing);
+    n->mapped = false;
+    uncache_dir(n->ino);
+    clear_links(n);  // may delete n
+  } else {
+    remove_link(n, parent, disk);
+  }
+}
+
+void Fs::uncache_dir(std::uint64_t ino) {
+  auto it = dir_cache_.find(ino);
+  if (it == dir_cache_.end()) return;
+  ::close(it->second.first);
+  lru_.erase(it->second.second);
+  dir_cache_.erase(it);
+}
+
+// A borrowed fd of a directory node, valid while mu_ is held. Directory fds follow the
+// inode across renames, so a cached fd never goes stale; misses walk up the parents.
+int Fs::dir_fd(Node* n) {
+  if (n->ino == kRoot) return root_fd_;
+  if (n->type != S_IFDIR) fail(ENOTDIR);
+  auto it = dir_cache_.find(n->ino);
+  if (it != dir_cache_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.second);
+    return it->second.first;
+  }
+  if (n->links.empty()) fail(ENOENT);
+  const auto link = n->links.front();
+  const int pfd = dir_fd(get(link.parent));
+  int fd = ::openat(pfd, link.disk.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) fail_errno();
+  lru_.push_front(n->ino);
+  dir_cache_[n->ino] = {fd, lru_.begin()};
+  // Evict from the cold end; the few fds a caller holds at once are the hottest.
+  while (dir_cache_.size() > dir_cache_cap_) {
+    const std::uint64_t victim = lru_.back();
+    uncache_dir(victim);
+  }
+  return fd;
+}
+
+const format::DirId& Fs::dir_id(Node* n) {
+  if (!n->dirid) {
+    const int dfd = dir_fd(n);
+    std::string s;
+    if (!read_small_file(dfd, format::kDirIdName, s, format::kDirIdBytes) || s.size() != format::kDirIdBytes)
+      fail(EIO);
+    format::DirId id;
+    std::memcpy(id.data(), s.data(), id.size());
+    n->dirid = id;
+  }
+  return *n->dirid;
+}
+
+Fs::CName Fs::cname_for(Node* dir, std::string_view name) {
+  if (dir->type != S_IFDIR) fail(ENOTDIR);
+  if (name.size() > format::kMaxNameBytes) fail(ENAMETOOLONG);
+  if (!format::valid_plain_name(name)) fail(EINVAL);
+  CName c;
+  c.encoded = format::encrypt_name(*keys_, dir_id(dir), name);
+  c.is_long = format::needs_long_name(c.encoded);
+  c.disk = c.is_long ? format::long_name(c.encoded) : c.encoded;
+  return c;
+}
+
+void Fs::write_sidecar(int pfd, const CName& c) {
+  write_new_file(pfd, sidecar_name(c.disk).c_str(), c.encoded.data(), c.encoded.size(), 0600);
+}
+
+struct stat Fs::plain_stat(struct stat st, Node* n) {
+  if (S_ISREG(st.st_mode)) {
+    auto of = n ? n->open.lock() : nullptr;
+    if (of) {
+      st.st_size = static_cast<off_t>(of->size.load());
+    } else {
+      auto ps = format::plain_size(static_cast<std::uint64_t>(st.st_size));
+      // An impossible size is reported raw so that reads reach us and fail with EIO.
+      if (ps) st.st_size = static_cast<off_t>(*ps);
+    }
+  } else if (S_ISLNK(st.st_mode)) {
+    st.st_size = static_cast<off_t>(format::symlink_plain_size(static_cast<std::uint64_t>(st.st_size)));
+  }
+  if (n) st.st_ino = n->ino;
+  return st;
+}
+
+struct stat Fs::stat_node(Node* n, OpenFile** of_out) {
+  struct stat st{};
+  if (n->type == S_IFDIR) {
+    if (::fstat(dir_fd(n), &st) != 0) fail_errno();
+    return st;
+  }
+  if (auto of = n->open.lock()) {
+    if (::fstat(of->fd, &st) != 0) fail_errno();
+    if (of_out) *of_out = of.get();
+    return st;
+  }
+  for (auto& l : n->links) {
+    auto p = nodes_.find(l.parent);
+    if (p == nodes_.end()) continue;
+    if (::fstatat(dir_fd(p->second.get()), l.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_ino == n->backing)
+      return st;
+  }
+  fail(ENOENT);
+}
+
+Fs::Entry Fs::lookup(std::uint64_t parent, std::string_view name) {
+  std::lock_guard g(mu_);
+  Node* p = get(parent);
+  auto c = cname_for(p, name);
+  struct stat st{};
+  if (::fstatat(dir_fd(p), c.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) fail_errno();
+  Node* n = node_for(st, p, c.disk);
+  n->nlookup++;
+  return {n->ino, plain_stat(st, n)};
+}
+
+void Fs::forget(std::uint64_t ino, std::uint64_t count) {
+  std::lock_guard g(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end() || ino == kRoot) return;
+  Node* n = it->second.get();
+  n->nlookup -= std::min(count, n->nlookup);
+  maybe_delete(n);
+}
+
+struct stat Fs::getattr(std::uint64_t ino) {
+  std::lock_guard g(mu_);
+  Node* n = get(ino);
+  return plain_stat(stat_node(n), n);
+}
+
+struct stat Fs::setattr(std::uint64_t ino, std::uint64_t fh, const SetAttrRequest& r) {
+  std::lock_guard g(mu_);
+  Node* n = get(ino);
+  std::shared_ptr<OpenFile> of = fh ? reinterpret_cast<Handle*>(fh)->of : n->open.lock();
+  if (r.set_size) {
+    if (n->type == S_IFDIR) fail(EISDIR);
+    if (n->type != S_IFREG) fail(EINVAL);
+    if (!of || !of->writable) of = open_locked(n, true);
+    std::unique_lock fl(of->mu);
+    truncate(*of, r.size);
+  }
+  // Metadata goes to an fd when we have one (works for unlinked open files), else by name.
+  int fd = -1;
+  int pfd = -1;
+  std::string name;
+  if (n->type == S_IFDIR) {
+    fd = dir_fd(n);
+  } else if (of) {
+    fd = of->fd;
+  } else {
+    struct stat st{};
+    for (auto& l : n->links) {
+      auto p = nodes_.find(l.parent);
+      if (p == nodes_.end()) continue;
+      const int d = dir_fd(p->second.get());
+      if (::fstatat(d, l.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == n->backing) {
+        pfd = d;
+        name = l.disk;
+        break;
+      }
+    }
+    if (pfd < 0) fail(ENOENT);
+  }
+  if (r.set_mode) {
+    int rc;
+    if (fd >= 0)
+      rc = ::fchmod(fd, r.mode & 07777);
+    else if (n->type == S_IFLNK)
+      rc = 0;  // Linux symlinks have no mode of their own
+    else
+      rc = ::fchmodat(pfd, name.c_str(), r.mode & 07777, 0);
+    if (rc != 0) fail_errno();
+  }
+  if (r.set_uid || r.set_gid) {
+    const uid_t u = r.set_uid ? r.uid : static_cast<uid_t>(-1);
+    const gid_t gg = r.set_gid ? r.gid : static_cast<gid_t>(-1);
+    int rc = fd >= 0 ? ::fchown(fd, u, gg) : ::fchownat(pfd, name.c_str(), u, gg, AT_SYMLINK_NOFOLLOW);
+    if (rc != 0) fail_errno();
+  }
+  if (r.set_atime || r.set_mtime) {
+    timespec ts[2];
+    ts[0] = r.set_atime ? (r.atime_now ? timespec{0, UTIME_NOW} : r.atime) : timespec{0, UTIME_OMIT};
+    ts[1] = r.set_mtime ? (r.mtime_now ? timespec{0, UTIME_NOW} : r.mtime) : timespec{0, UTIME_OMIT};
+    int rc = fd >= 0 ? ::futimens(fd, ts) : ::utimensat(pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+    if (rc != 0) fail_errno();
+  }
+  return plain_stat(stat_node(n), n);
+}
+
+Fs::Entry Fs::mkdir(std::uint64_t parent, std::string_view name, mode_t mode) {
+  std::lock_guard g(mu_);
+  Node* p = get(parent);
+  auto c = cname_for(p, name);
+  const int pfd = dir_fd(p);
+  struct stat st{};
+  if (::fstatat(pfd, c.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) fail(EEXIST);
+  // Build the directory under a temporary name and rename it into place, so a crash never
+  // leaves a directory without its id (whose children could not be named).
+  std::uint8_t rnd[12];
+  crypto::random_bytes(rnd, sizeof rnd);
+  const std::string tmp = format::kTmpPrefix + crypto::hex(rnd, sizeof rnd);
+  if (::mkdirat(pfd, tmp.c_str(), 0700) != 0) fail_errno();
+  Fd dfd(::openat(pfd, tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  format::DirId id;
+  crypto::random_bytes(id.data(), id.size());
+  try {
+    if (dfd.fd < 0) fail_errno();
+    write_new_file(dfd.fd, format::kDirIdName, id.data(), id.size(), 0400);
+    if (::fchmod(dfd.fd, mode & 07777) != 0) fail_errno();
+    if (c.is_long) write_sidecar(pfd, c);
+    if (::renameat2(pfd, tmp.c_str(), pfd, c.disk.c_str(), RENAME_NOREPLACE) != 0) fail_errno();
+  } catch (...) {
+    if (dfd.fd >= 0) ::unlinkat(dfd.fd, format::kDirIdName, 0);
+    ::unlinkat(pfd, tmp.c_str(), AT_REMOVEDIR);
+    throw;
+  }
+  if (::fstat(dfd.fd, &st) != 0) fail_errno();
+  Node* n = node_for(st, p, c.disk);
+  n->dirid = id;
+  n->nlookup++;
+  if (!dir_cache_.count(n->ino)) {
+    lru_.push_front(n->ino);
+    dir_cache_[n->ino] = {dfd.release(), lru_.begin()};
+    while (dir_cache_.size() > dir_cache_cap_) uncache_dir(lru_.back());
+  }
+  return {n->ino, plain_stat(st, n)};
+}
+
+void Fs::ensure_header(OpenFile& of) {
+  if (of.has_header) return;
+  crypto::random_bytes(of.id.data(), of.id.size());
+  std::uint8_t hb[format::kHeaderSize];
+  format::encode_header({format::kFormatVersion, of.id}, hb);
+  pwrite_all(of.fd, hb, sizeof hb, 0);
+  of.has_header = true;
+}
+
+namespace {
+void load_open_file(Fs::OpenFile& of);
+}
+
+int Fs::open_backing(Node* n, int mode, OpenFile* existing) {
+  const int flags = mode | O_CLOEXEC | O_NOFOLLOW;
+  int last_err = ENOENT;
+  for (auto& l : n->links) {
+    auto p = nodes_.find(l.parent);
+    if (p == nodes_.end()) continue;
+    int fd = ::openat(dir_fd(p->second.get()), l.disk.c_str(), flags);
+    if (fd >= 0) {
+      struct stat st{};
+      if (::fstat(fd, &st) == 0 && st.st_ino == n->backing) return fd;
+      ::close(fd);
+      continue;
+    }
+    last_err = errno;
+    if (errno == EACCES && mode == O_RDWR) {
+      // Write-only permission (e.g. 0200): we still need to read for read-modify-write.
+      struct stat st{};
+      const int pfd = dir_fd(p->second.get());
+      if (::fstatat(pfd, l.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid == ::geteuid() &&
+          ::fchmodat(pfd, l.disk.c_str(), (st.st_mode & 07777) | S_IRUSR | S_IWUSR, 0) == 0) {
+        fd = ::openat(pfd, l.disk.c_str(), flags);
+        const int e = errno;
+        (void)!::fchmodat(pfd, l.disk.c_str(), st.st_mode & 07777, 0);
+        if (fd >= 0) return fd;
+        last_err = e;
+      }
+    }
+    if (last_err != ENOENT) break;
+  }
+  if (existing && last_err == ENOENT) {
+    // Unlinked while open: reopen the inode itself.
+    const std::string proc = "/proc/self/fd/" + std::to_string(existing->fd);
+    int fd = ::open(proc.c_str(), mode | O_CLOEXEC);
+    if (fd >= 0) return fd;
+    last_err = errno;
+  }
+  errno = last_err;
+  return -1;
+}
+
+std::shared_ptr<Fs::OpenFile> Fs::open_locked(Node* n, bool want_write) {
+  if (n->type == S_IFDIR) fail(EISDIR);
+  if (n->type != S_IFREG) fail(EINVAL);
+  auto of = n->open.lock();
+  if (of && (of->writable || !want_write)) return of;
+  // Always try read-write: the writeback cache reads pages of write-only opens.
+  bool writable = true;
+  int fd = open_backing(n, O_RDWR, of.get());
+  if (fd < 0 && errno == EACCES && !want_write) {
+    writable = false;
+    fd = open_backing(n, O_RDONLY, of.get());
+  }
+  if (fd < 0) fail_errno();
+  if (of) {
+    std::unique_lock fl(of->mu);
+    ::close(of->fd);
+    of->fd = fd;
+    of->writable = true;
+    return of;
+  }
+  of = std::make_shared<OpenFile>();
+  of->fd = fd;
+  of->writable = writable;
+  load_open_file(*of);
+  n->open = of;
+  return of;
+}
+
+namespace {
+void load_open_file(Fs::OpenFile& of) {
+  struct stat st{};
+  if (::fstat(of.fd, &st) != 0) fail_errno();
+  const auto csize = static_cast<std::uint64_t>(st.st_size);
+  auto ps = format::plain_size(csize);
+  if (!ps) {
+    of.corrupt = true;
+    of.size = csize;
+    return;
+  }
+  of.size = *ps;
+  if (csize >= format::kHeaderSize) {
+    std::uint8_t hb[format::kHeaderSize];
+    pread_exact(of.fd, hb, sizeof hb, 0);
+    auto h = format::decode_header(hb);
+    if (!h) {
+      of.corrupt = true;
+      return;
+    }
+    of.id = h->file_id;
+    of.has_header = true;
+  }
+}
+}  // namespace
+
+Fs::Entry Fs::create(std::uint64_t parent, std::string_view name, mode_t mode, int flags, std::uint64_t& fh) {
+  std::lock_guard g(mu_);
+  Node* p = get(parent);
+  auto c = cname_for(p, name);
+  const int pfd = dir_fd(p);
+  if (c.is_long) write_sidecar(pfd, c);
+  int fd = ::openat(pfd, c.disk.c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW | (flags & O_EXCL),
+                    mode & 07777);
+  if (fd < 0) {
+    const int e = errno;
+    if (c.is_long && e != EEXIST) ::unlinkat(pfd, sidecar_name(c.disk).c_str(), 0);
+    fail(e);
+  }
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail(e);
+  }
+  Node* n = node_for(st, p, c.disk);
+  auto of = n->open.lock();
+  if (!of) {
+    of = std::make_shared<OpenFile>();
+    of->fd = fd;
+    of->writable = true;
+    load_open_file(*of);
+    n->open = of;
+  } else if (!of->writable) {
+    std::unique_lock fl(of->mu);
+    ::close(of->fd);
+    of->fd = fd;
+    of->writable = true;
+  } else {
+    ::close(fd);
+  }
+  if (flags & O_TRUNC) {
+    std::unique_lock fl(of->mu);
+    truncate(*of, 0);
+  }
+  n->nlookup++;
+  fh = reinterpret_cast<std::uint64_t>(new Handle{n->ino, of});
+  return {n->ino, plain_stat(st, n)};
+}
+
+Fs::Entry Fs::symlink(std::uint64_t parent, std::string_view name, std::string_view target) {
+  std::lock_guard g(mu_);
+  if (target.size() > format::kMaxSymlinkBytes) fail(ENAMETOOLONG);
+  Node* p = get(parent);
+  auto c = cname_for(p, name);
+  const int pfd = dir_fd(p);
+  const std::string enc = format::encrypt_symlink(*keys_, target);
+  if (c.is_long) write_sidecar(pfd, c);
+  if (::symlinkat(enc.c_str(), pfd, c.disk.c_str()) != 0) {
+    const int e = errno;
+    if (c.is_long && e != EEXIST) ::unlinkat(pfd, sidecar_name(c.disk).c_str(), 0);
+    fail(e);
+  }
+  struct stat st{};
+  if (::fstatat(pfd, c.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) fail_errno();
+  Node* n = node_for(st, p, c.disk);
+  n->nlookup++;
+  return {n->ino, plain_stat(st, n)};
+}
+
+std::string Fs::readlink(std::uint64_t ino) {
+  std::lock_guard g(mu_);
+  Node* n = get(ino);
+  if (n->type != S_IFLNK) fail(EINVAL);
+  std::string buf(8192, '\0');
+  for (auto& l : n->links) {
+    auto p = nodes_.find(l.parent);
+    if (p == nodes_.end()) continue;
+    ssize_t r = ::readlinkat(dir_fd(p->second.get()), l.disk.c_str(), buf.data(), buf.size());
+    if (r < 0) {
+      if (errno == ENOENT) continue;
+      fail_errno();
+    }
+    buf.resize(static_cast<std::size_t>(r));
+    auto t = format::decrypt_symlink(*keys_, buf);
+    if (!t) fail(EIO);
+    return *t;
+  }
+  fail(ENOENT);
+}
+
+Fs::Entry Fs::link(std::uint64_t ino, std::uint64_t newparent, std::string_view newname) {
+  std::lock_guard g(mu_);
+  Node* n = get(ino);
+  if (n->type == S_IFDIR) fail(EPERM);
+  Node* np = get(newparent);
+  auto c = cname_for(np, newname);
+  const int npfd = dir_fd(np);
+  if (c.is_long) write_sidecar(npfd, c);
+  int err = ENOENT;
+  bool done = false;
+  for (auto& l : n->links) {
+    auto p = nodes_.find(l.parent);
+    if (p == nodes_.end()) continue;
+    if (::linkat(dir_fd(p->second.get()), l.disk.c_str(), dir_fd(np), c.disk.c_str(), 0) == 0) {
+      done = true;
+      break;
+    }
+    err = errno;
+    if (err != ENOENT) break;
+  }
+  if (!done) {
+    if (c.is_long && err != EEXIST) ::unlinkat(npfd, sidecar_name(c.disk).c_str(), 0);
+    fail(err);
+  }
+  struct stat st{};
+  if (::fstatat(dir_fd(np), c.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) fail_errno();
+  add_link(n, np->ino, c.disk);
+  n->nlookup++;
+  return {n->ino, plain_stat(st, n)};
+}
+
+void Fs::unlink(std::uint64_t parent, std::string_view name) {
+  std::lock_guard g(mu_);
+  Node* p = get(parent);
+  auto c = cname_for(p, name);
+  const int pfd = dir_fd(p);
+  struct stat st{};
+  if (::fstatat(pfd, c.disk.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) fail_errno();
+  if (S_ISDIR(st.st_mode)) fail(EISDIR);
+  if (::unlinkat(pfd, c.disk.c_str(), 0) != 0) fail_errno();
+  if (c.is_long) ::unlinkat(pfd, sidecar_name(c.disk).c_str(), 0);
+  drop_name(st, parent, c.disk);
+}
+
+namespace {
+// True if the directory holds nothing but its id file.
+bool dir_is_empty(int dfd) {
+  int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail_errno();
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    fail_errno();
+  }
+  bool empty = true;
+  while (dirent* de = ::readdir(d)) {
+    const std::string_view n(de->d_name);
+    if (n == "." || n == ".." || n == format::kDirIdName) continue;
+    empty = false;
+    break;
+  }
+  ::closedir(d);
+  return empty;
+}
+
+// Removes the id file of an empty directory (so the host can rmdir it); returns the id.
+std::string take_dirid(int dfd) {
+  if (!dir_is_empty(dfd)) fail(ENOTEMPTY);
+  std::string id;
+  read_small_file(dfd, format::kDirIdName, id, format::kDirIdBytes);
+  if (::unlinkat(dfd, format::kDirIdName, 0) != 0) {
+    if (errno != EACCES && errno != ENOENT) fail_errno();
+    if (errno == EACCES) {
+      // An empty 0555 directory can still be removed on a real fs; emulate that.
+      if (::fchmod(dfd, 0700) != 0 || ::unlinkat(dfd, format::kDirIdName, 0) != 0) fail_errno();
+    }
+  }
+  return id;
+}
+
+void restore_dirid(int dfd, const std::string& id) {
+  try {
+    write_new_file(dfd, format::kDirIdName, id.data(), id.size(), 0400);
+  } catch (...) {
+  }
+}
+}  // namespace
+
+void Fs::rmdir(std::uint64_t parent, std::string_view name) {
+  std::lock_guard g(mu_);
+  Node* p = get(parent);
+  auto c = cname_for(p, name);
+  const int pfd = dir_fd(p);
+  Fd dfd(::openat(pfd, c.disk.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (dfd.fd < 0) fail_errno();
+  struct stat st{};
+  if (::fstat(dfd.fd, &st) != 0) fail_errno();
+  const std::string id = take_dirid(dfd.fd);
+  if (::unlinkat(pfd, c.disk.c_str(), AT_REMOVEDIR) != 0) {
+    const int e = errno;
+    restore_dirid(dfd.fd, id);
+    fail(e);
+  }
+  if (c.is_long) ::unlinkat(pfd, sidecar_name(c.disk).c_str(), 0);
+  drop_name(st, parent, c.disk);
+}
+
+void Fs::rename(std::uint64_t parent, std::string_view name, std::uint64_t newparent, std::string_view newname,
+                unsigned flags) {
+  if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE)) fail(EINVAL);
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) fail(EINVAL);
+  std::lock_guard g(mu_);
+  Node* p = get(parent);
+  Node* np = get(newparent);
+  auto oc = cname_for(p, name);
+  auto nc = cname_for(np, newname);
+  const int opfd = dir_fd(p);
+  const int npfd = dir_fd(np);
+  struct stat ost{}, nst{};
+  if (::fstatat(opfd, oc.disk.c_str(), &ost, AT_SYMLINK_NOFOLLOW) != 0) fail_errno();
+  const bool target = ::fstatat(npfd, nc.disk.c_str(), &nst, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!target && errno != ENOENT) fail_errno();
+
+  if (flags & RENAME_EXCHANGE) {
+    if (!target) fail(ENOENT);
+    // Each name keeps its own sidecar: the sidecar belongs to the name, not the inode.
+    if (::renameat2(opfd, oc.disk.c_str(), npfd, nc.disk.c_str(), RENAME_EXCHANGE) != 0) fail_errno();
+    Node* a = find_backing(ost);
+    Node* b = find_backing(nst);
+    if (a) {
+      add_link(a, newparent, nc.disk);
+      remove_link(a, parent, oc.disk);
+    }
+    if (b) {
+      add_link(b, parent, oc.disk);
+      remove_link(b, newparent, nc.disk);
+    }
+    if (a && a->type == S_IFDIR && a->links.size() > 1) remove_link(a, a->links.front().parent, a->links.front().disk);
+    if (b && b->type == S_IFDIR && b->links.size() > 1) remove_link(b, b->links.front().parent, b->links.front().disk);
+    return;
+  }
+  if (target && (flags & RENAME_NOREPLACE)) fail(EEXIST);
+  if (target && ost.st_ino == nst.st_ino) return;  // two names of one file: POSIX says no-op
+
+  std::string saved_id;
+  Fd target_dir(-1);
+  if (target) {
+    if (S_ISDIR(nst.st_mode)) {
+      if (!S_ISDIR(ost.st_mode)) fail(EISDIR);
+      target_dir.fd = ::openat(npfd, nc.disk.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (target_dir.fd < 0) fail_errno();
+      saved_id = take_dirid(target_dir.fd);
+    } else if (S_ISDIR(ost.st_mode)) {
+      fail(ENOTDIR);
+    }
+  }
+  const bool new_sidecar = nc.is_long && !target;
+  if (nc.is_long) write_sidecar(npfd, nc);
+  if (::renameat2(opfd, oc.disk.c_str(), npfd, nc.disk.c_str(), flags) != 0) {
+    const int e = errno;
+    if (new_sidecar) ::unlinkat(npfd, sidecar_name(nc.disk).c_str(), 0);
+    if (target_dir.fd >= 0) restore_dirid(target_dir.fd, saved_id);
+    fail(e);
+  }
+  if (oc.is_long) ::unlinkat(opfd, sidecar_name(oc.disk).c_str(), 0);
+  if (target) drop_name(nst, newparent, nc.disk);
+  if (Node* src = find_backing(ost)) {
+    add_link(src, newparent, nc.disk);
+    remove_link(src, parent, oc.disk);
+  }
+}
+
+std::uint64_t Fs::open(std::uint64_t ino, int flags) {
+  std::lock_guard g(mu_);
+  Node* n = get(ino);
+  const bool want_write = (flags & O_ACCMODE) != O_RDONLY;
+  auto of = open_locked(n, want_write);
+  if ((flags & O_TRUNC) && want_write) {
+    std::unique_lock fl(of->mu);
+    truncate(*of, 0);
+  }
+  return reinterpret_cast<std::uint64_t>(new Handle{ino, std::move(of)});
+}
+
+void Fs::release(std::uint64_t fh) {
+  auto* h = reinterpret_cast<Handle*>(fh);
+  std::lock_guard g(mu_);
+  const std::uint64_t ino = h->ino;
+  delete h;
+  auto it = nodes_.find(ino);
+  if (it != nodes_.end()) maybe_delete(it->second.get());
+}
+
+void Fs::load_block(OpenFile& of, std::uint64_t idx, std::uint64_t size, std::uint8_t* out) {
+  std::memset(out, 0, kBlockSize);
+  const std::uint64_t nb = nblocks(size);
+  if (idx >= nb) return;
+  const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - idx * kBlockSize));
+  std::uint8_t cbuf[kCipherBlockSize];
+  pread_exact(of.fd, cbuf, len + format::kBlockOverhead, format::block_offset(idx));
+  if (!format::open_block(out, cbuf, len, of.id, idx, idx == nb - 1, keys_->content())) fail(EIO);
+}
+
+std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n) {
+  std::uint64_t size = of.size;
+  if (off > size) {
+    grow(of, off);
+    size = off;
+  }
+  ensure_header(of);
+  const std::uint64_t end = off + n;
+  const std::uint64_t new_size = std::max(size, end);
+  const std::uint64_t old_nb = nblocks(size), new_nb = nblocks(new_size);
+  std::uint64_t first = off / kBlockSize;
+  const std::uint64_t last = (end - 1) / kBlockSize;
+  // Appending at a block boundary: the old last block loses its last-block flag.
+  if (old_nb > 0 && first == old_nb) first = old_nb - 1;
+  const std::uint64_t count = last - first + 1;
+  auto& cbuf = tls_buf(0);
+  auto& nonces = tls_buf(1);
+  cbuf.resize(count * kCipherBlockSize);
+  nonces.resize(count * crypto::kNonceBytes);
+  crypto::random_bytes(nonces.data(), nonces.size());  // one call for all blocks
+  std::uint8_t tmp[kBlockSize];
+  std::size_t out = 0;
+  for (std::uint64_t i = first; i <= last; i++) {
+    const std::uint64_t bstart = i * kBlockSize;
+    const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - bstart));
+    const std::uint64_t ws = std::max(off, bstart), we = std::min(end, bstart + blen);
+    const std::uint8_t* src;
+    if (ws == bstart && we == bstart + blen) {
+      src = data + (bstart - off);
+    } else {  // an edge block: read-modify-write
+      load_block(of, i, size, tmp);
+      if (we > ws) std::memcpy(tmp + (ws - bstart), data + (ws - off), we - ws);
+      src = tmp;
+    }
+    format::seal_block(cbuf.data() + out, src, blen, of.id, i, i == new_nb - 1,
+                       nonces.data() + (i - first) * crypto::kNonceBytes, keys_->content());
+    out += blen + format::kBlockOverhead;
+  }
+  pwrite_all(of.fd, cbuf.data(), out, format::block_offset(first));
+  of.size = new_size;
+  return n;
+}
+
+void Fs::grow(OpenFile& of, std::uint64_t newsize) {
+  const std::uint64_t size = of.size;
+  if (newsize <= size) return;
+  ensure_header(of);
+  const std::uint64_t old_nb = nblocks(size), new_nb = nblocks(newsize);
+  std::uint64_t i = old_nb > 0 ? old_nb - 1 : 0;  // re-seal the old last block (flag, padding)
+  auto& cbuf = tls_buf(0);
+  auto& nonces = tls_buf(1);
+  std::uint8_t tmp[kBlockSize];
+  while (i < new_nb) {
+    const std::uint64_t cnt = std::min<std::uint64_t>(new_nb - i, kChunkBlocks);
+    cbuf.resize(cnt * kCipherBlockSize);
+    nonces.resize(cnt * crypto::kNonceBytes);
+    crypto::random_bytes(nonces.data(), nonces.size());
+    std::size_t out = 0;
+    for (std::uint64_t j = i; j < i + cnt; j++) {
+      const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, newsize - j * kBlockSize));
+      if (j < old_nb)
+        load_block(of, j, size, tmp);
+      else
+        std::memset(tmp, 0, blen);
+      format::seal_block(cbuf.data() + out, tmp, blen, of.id, j, j == new_nb - 1,
+                         nonces.data() + (j - i) * crypto::kNonceBytes, keys_->content());
+      out += blen + format::kBlockOverhead;
+    }
+    pwrite_all(of.fd, cbuf.data(), out, format::block_offset(i));
+    i += cnt;
+  }
+  of.size = newsize;
+}
+
+void Fs::truncate(OpenFile& of, std::uint64_t newsize) {
+  if (newsize == 0) {
+    // Emptied: drop the header too, so the next write starts a new file id.
+    if (::ftruncate(of.fd, 0) != 0) fail_errno();
+    of.size = 0;
+    of.has_header = false;
+    of.corrupt = false;
+    return;
+  }
+  if (of.corrupt) fail(EIO);
+  const std::uint64_t size = of.size;
+  if (newsize == size) return;
+  if (newsize > size) return grow(of, newsize);
+  const std::uint64_t li = nblocks(newsize) - 1;
+  const std::size_t blen = static_cast<std::size_t>(newsize - li * kBlockSize);
+  std::uint8_t tmp[kBlockSize];
+  load_block(of, li, size, tmp);
+  std::uint8_t cbuf[kCipherBlockSize];
+  std::uint8_t nonce[crypto::kNonceBytes];
+  crypto::random_bytes(nonce, sizeof nonce);
+  format::seal_block(cbuf, tmp, blen, of.id, li, true, nonce, keys_->content());
+  pwrite_all(of.fd, cbuf, blen + format::kBlockOverhead, format::block_offset(li));
+  if (::ftruncate(of.fd, static_cast<off_t>(format::cipher_size(newsize))) != 0) fail_errno();
+  of.size = newsize;
+}
+
+std::size_t Fs::read_chunk(OpenFile& of, std::uint64_t off, std::size_t n, std::uint8_t* out) {
+  const std::uint64_t size = of.size;
+  if (off >= size) return 0;
+  n = static_cast<std::size_t>(std::min<std::uint64_t>(n, size - off));
+  if (n == 0) return 0;
+  const std::uint64_t nb = nblocks(size);
+  const std::uint64_t first = off / kBlockSize, last = (off + n - 1) / kBlockSize;
+  const std::size_t last_len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - last * kBlockSize));
+  const std::size_t clen = static_cast<std::size_t>((last - first) * kCipherBlockSize + last_len + format::kBlockOverhead);
+  auto& cbuf = tls_buf(2);
+  cbuf.resize(clen);
+  pread_exact(of.fd, cbuf.data(), clen, format::block_offset(first));
+  std::uint8_t tmp[kBlockSize];
+  for (std::uint64_t i = first; i <= last; i++) {
+    const std::uint64_t bstart = i * kBlockSize;
+    const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - bstart));
+    const std::uint8_t* c = cbuf.data() + (i - first) * kCipherBlockSize;
+    const std::uint64_t rs = std::max(off, bstart), re = std::min(off + n, bstart + blen);
+    if (rs == bstart && re == bstart + blen) {
+      if (!format::open_block(out + (bstart - off), c, blen, of.id, i, i == nb - 1, keys_->content())) fail(EIO);
+    } else {
+      if (!format::open_block(tmp, c, blen, of.id, i, i == nb - 1, keys_->content())) fail(EIO);
+      std::memcpy(out + (rs - off), tmp + (rs - bstart), re - rs);
+    }
+  }
+  return n;
+}
+
+std::size_t Fs::read(std::uint64_t fh, std::uint64_t off, std::size_t size, char* out) {
+  auto& of = *reinterpret_cast<Handle*>(fh)->of;
+  std::shared_lock l(of.mu);
+  if (of.corrupt) fail(EIO);
+  std::size_t done = 0;
+  while (done < size) {
+    const std::size_t want = std::min(size - done, kChunkBlocks * kBlockSize);
+    const std::size_t got = read_chunk(of, off + done, want, reinterpret_cast<std::uint8_t*>(out) + done);
+    done += got;
+    if (got < want) break;
+  }
+  return done;
+}
+
+std::size_t Fs::write(std::uint64_t fh, std::uint64_t off, const char* data, std::size_t size) {
+  auto& of = *reinterpret_cast<Handle*>(fh)->of;
+  std::unique_lock l(of.mu);
+  if (!of.writable) fail(EBADF);
+  if (of.corrupt) fail(EIO);
+  std::size_t done = 0;
+  while (done < size) {
+    const std::uint64_t o = off + done;
+    const std::size_t room = kChunkBlocks * kBlockSize - static_cast<std::size_t>(o % kBlockSize);
+    const std::size_t n = std::min(size - done, room);
+    write_chunk(of, o, reinterpret_cast<const std::uint8_t*>(data) + done, n);
+    done += n;
+  }
+  return done;
+}
+
+void Fs::fsync(std::uint64_t fh, bool datasync) {
+  auto& of = *reinterpret_cast<Handle*>(fh)->of;
+  std::shared_lock l(of.mu);
+  if ((datasync ? ::fdatasync(of.fd) : ::fsync(of.fd)) != 0) fail_errno();
+}
+
+void Fs::fsyncdir(std::uint64_t ino) {
+  std::lock_guard g(mu_);
+  if (::fsync(dir_fd(get(ino))) != 0) fail_errno();
+}
+
+std::vector<DirEntry> Fs::readdir(std::uint64_t ino, std::vector<std::string>* damaged) {
+  std::lock_guard g(mu_);
+  Node* n = get(ino);
+  const int dfd = dir_fd(n);
+  const format::DirId& did = dir_id(n);
+  int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail_errno();
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    fail_errno();
+  }
+  std::vector<DirEntry> out;
+  out.push_back({".", DT_DIR, 0});
+  out.push_back({"..", DT_DIR, 0});
+  std::string enc;
+  while (dirent* de = ::readdir(d)) {
+    const std::string_view name(de->d_name);
+    if (name == "." || name == "..") continue;
+    if (format::is_long_name(name)) {
+      if (!read_small_file(dfd, sidecar_name(std::string(name)).c_str(), enc, 4096) ||
+          format::long_name(enc) != name) {
+        if (damaged) damaged->emplace_back(name);
+        continue;
+      }
+    } else if (format::is_reserved(name)) {
+      continue;
+    } else {
+      enc.assign(name);
+    }
+    auto plain = format::decrypt_name(*keys_, did, enc);
+    if (!plain) {
+      if (damaged) damaged->emplace_back(name);
+      continue;
+    }
+    out.push_back({std::move(*plain), de->d_type, de->d_ino});
+  }
+  ::closedir(d);
+  return out;
+}
+
+struct statvfs Fs::statfs() {
+  struct statvfs s{};
+  if (::fstatvfs(root_fd_, &s) != 0) fail_errno();
+  s.f_namemax = format::kMaxNameBytes;
+  return s;
+}
+
+FsStats Fs::stats() {
+  std::lock_guard g(mu_);
+  return {nodes_.size(), dir_cache_.size()};
+}
+
+}  // namespace fusevault
