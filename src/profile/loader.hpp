@@ -48,7 +48,8 @@ std::string render_profile(const ProfileSpec& spec);
 struct NewProfileOptions {
   std::string name;
   std::filesystem::path dir;
-  std::string shell;              // empty: $SHELL if executable, else /bin/bash
+  std::string shell;              // both profiles; empty: human gets $SHELL if executable
+                                  // (else /bin/bash), agent gets /bin/bash
   std::string agent = "generic";  // template preset: claude, codex or generic
 };
 

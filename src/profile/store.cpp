@@ -278,15 +278,16 @@ std::vector<fs::path> create_profiles(const NewProfileOptions& opts) {
     throw Error("project dir '" + opts.dir.string() + "' does not exist or is not a directory");
   }
   std::string shell = opts.shell;
+  std::string agent_shell = opts.shell;
   if (shell.empty()) {
     const char* sh = std::getenv("SHELL");
     shell = sh && executable(sh) ? sh : "/bin/bash";
+    // Agents run their tool calls through bash and, with ~ hidden, never see the user's
+    // shell rc files, so without an explicit --shell the agent profile gets bash.
+    agent_shell = executable("/bin/bash") ? "/bin/bash" : shell;
   } else if (!executable(shell)) {
     throw Error("--shell '" + shell + "' is not an absolute path to an executable file");
   }
-  // Agents run their tool calls through a POSIX shell and never see the user's shell rc
-  // files anyway, so the agent profile gets bash whatever the human uses.
-  const std::string agent_shell = executable("/bin/bash") ? "/bin/bash" : shell;
 
   const fs::path cfg = config_dir();
   const std::string agent_name = name + "-llm";

@@ -466,6 +466,14 @@ M = "$HOME"
     // And it is plain TOML.
     CHECK_NOTHROW(toml::parse(text));
   }
+  // A vault (human posture, once supported) is rendered too.
+  ProfileSpec v = w.parse(w.doc());
+  v.vault = VaultSpec{w.home / ".vault", w.home / "secrets", VaultUnlock::OnEnter};
+  const std::string vt = render_profile(v);
+  CHECK(vt.find("[vault]\ncipherdir = \"" + (w.home / ".vault").string() + "\"\nmountpoint = \"" +
+                (w.home / "secrets").string() + "\"\nunlock = \"on-enter\"\n") != std::string::npos);
+  CHECK(w.error(vt).ends_with("[vault]: not yet supported by this version of pw"));
+
   // A rendered spec differs when a setting does.
   ProfileSpec a = w.parse(w.doc());
   ProfileSpec b = a;
@@ -623,6 +631,8 @@ TEST_CASE("profile: pw new presets, options and refusals", "[profile]") {
   CHECK(load_profile("g-llm").state_dir == ".pw-agent-g");
   create_profiles({"c", w.proj, "/bin/sh", "codex"});
   CHECK(load_profile("c").shell == "/bin/sh");
+  CHECK(load_profile("c-llm").shell == "/bin/sh");  // an explicit --shell is for both
+  CHECK(load_profile("g-llm").shell == "/bin/bash");
   CHECK(load_profile("c-llm").state_dir == ".codex-c");
 
   // A project directly under ~ has no sibling-projects entry.
@@ -670,4 +680,24 @@ TEST_CASE("profile: shipped templates are valid TOML before substitution", "[pro
     REQUIRE(fs::exists(p));
     CHECK_NOTHROW(toml::parse_file(p.string()));
   }
+}
+
+TEST_CASE("profile: pwrap-style configs load unchanged", "[profile]") {
+  World w;
+  const fs::path data = fs::path(PW_TEST_DATA) / "profiles";
+  const ProfileSpec h = load_profile_file(data / "pwrap-okb.toml", "okb");
+  CHECK(h.dir == w.proj);
+  CHECK(h.posture == Posture::Human);
+  REQUIRE(h.blacklist.size() == 4);
+  CHECK(h.blacklist[0].path == w.home / "projects");
+  CHECK(h.blacklist[0].origin == (data / "pwrap-okb.toml").string() + ":11:5");
+  CHECK(h.whitelist.at(0).path == "/mnt/wsl");
+  CHECK(h.writable.at(0).path == "/tmp");
+  const ProfileSpec a = load_profile_file(data / "pwrap-okb-llm.toml", "okb-llm");
+  CHECK(a.posture == Posture::Agent);
+  CHECK(a.clean_env);
+  CHECK(a.net == NetMode::None);
+  CHECK(a.state_dir == ".claude-okb");
+  CHECK(a.whitelist.at(0).path == w.home / ".pyenv");
+  CHECK(a.same_settings(parse_profile(render_profile(a), "r.toml", "okb-llm")));
 }
