@@ -1,5 +1,6 @@
 #include "profile/loader.hpp"
 
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,7 +9,6 @@
 #include <map>
 #include <sstream>
 #include <system_error>
-#include <toml++/toml.h>
 
 #include "profile/text.hpp"
 
@@ -39,16 +39,26 @@ const std::vector<std::string> kReservedEnv = {"PW_PROFILE", "PW_POSTURE", "PW_P
 
 const char* type_name(toml::node_type t) {
   switch (t) {
-    case toml::node_type::none: return "nothing";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a floating-point number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
+    case toml::node_type::none:
+      return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
   }
   return "an unknown type";
 }
@@ -57,7 +67,8 @@ bool valid_env_name(std::string_view n) {
   if (n.empty()) return false;
   auto start = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
   if (!start(n[0])) return false;
-  return std::all_of(n.begin(), n.end(), [&](char c) { return start(c) || (c >= '0' && c <= '9'); });
+  return std::all_of(n.begin(), n.end(),
+                     [&](char c) { return start(c) || (c >= '0' && c <= '9'); });
 }
 
 template <class E>
@@ -289,8 +300,7 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
     const bool known = std::find(kSections.begin(), kSections.end(), key) != kSections.end();
     if (!known) {
       if (v.is_table()) {
-        r.fail(r.at(k.source()), "[" + key + "]",
-               "unknown section" + did_you_mean(key, kSections));
+        r.fail(r.at(k.source()), "[" + key + "]", "unknown section" + did_you_mean(key, kSections));
       }
       // A bare key at the top usually belongs in a section: point at the one that has it.
       std::string hint;
@@ -304,8 +314,8 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
       r.fail(r.at(k.source()), key, "unknown top-level key; keys belong in a section" + hint);
     }
     if (!v.is_table()) {
-      r.fail(r.at(v), key, std::string("expected a table ([") + key + "]), got " +
-                               type_name(v.type()));
+      r.fail(r.at(v), key,
+             std::string("expected a table ([") + key + "]), got " + type_name(v.type()));
     }
     sec[key] = v.as_table();
   }
@@ -365,9 +375,9 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
       r.fail(where, "project.shell", "must be an absolute path, got '" + spec.shell + "'");
     }
     if (!is_executable_file(spec.shell)) {
-      r.fail(where, "project.shell",
-             "'" + spec.shell + "'" + (what.empty() ? "" : " " + what) +
-                 " is not an executable file");
+      r.fail(
+          where, "project.shell",
+          "'" + spec.shell + "'" + (what.empty() ? "" : " " + what) + " is not an executable file");
     }
   }
 
@@ -457,25 +467,24 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
   // [network]
   const toml::table* network = table("network");
   spec.net = spec.posture == Posture::Agent ? NetMode::None : NetMode::Host;
-  if (auto v = r.get_enum<NetMode>(network, "network", "mode",
-                                   {{"none", NetMode::None},
-                                    {"host", NetMode::Host},
-                                    {"allowlist", NetMode::Allowlist}})) {
+  if (auto v = r.get_enum<NetMode>(
+          network, "network", "mode",
+          {{"none", NetMode::None}, {"host", NetMode::Host}, {"allowlist", NetMode::Allowlist}})) {
     spec.net = *v;
   }
   for (const auto& it : r.get_strings(network, "network", "allow")) spec.allow.push_back(it.value);
   if (auto v = r.get_bool(network, "network", "allow_private")) spec.allow_private = *v;
   if (!spec.allow.empty() && spec.net != NetMode::Allowlist) {
-    r.warn(r.where("network.allow"), "network.allow",
-           std::string("ignored: network.mode is \"") + to_string(spec.net) +
-               "\", not \"allowlist\"");
+    r.warn(
+        r.where("network.allow"), "network.allow",
+        std::string("ignored: network.mode is \"") + to_string(spec.net) + "\", not \"allowlist\"");
   }
 
   // [ssh_agent]
   const toml::table* ssh = table("ssh_agent");
-  if (auto v = r.get_enum<SshAgentMode>(ssh, "ssh_agent", "mode",
-                                        {{"none", SshAgentMode::None},
-                                         {"forward", SshAgentMode::Forward}})) {
+  if (auto v = r.get_enum<SshAgentMode>(
+          ssh, "ssh_agent", "mode",
+          {{"none", SshAgentMode::None}, {"forward", SshAgentMode::Forward}})) {
     spec.ssh_agent = *v;
   }
   for (const auto& it : r.get_strings(ssh, "ssh_agent", "keys")) spec.ssh_keys.push_back(it.value);
@@ -492,13 +501,13 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
     for (const char* key : {"cipherdir", "mountpoint"}) {
       auto v = r.get_string(vault, "vault", key);
       if (!v) r.fail(vw, std::string("vault.") + key, "required key is missing");
-      const fs::path p = r.abs_path({*v, r.where(std::string("vault.") + key),
-                                     std::string("vault.") + key});
+      const fs::path p =
+          r.abs_path({*v, r.where(std::string("vault.") + key), std::string("vault.") + key});
       (std::string_view(key) == "cipherdir" ? vs.cipherdir : vs.mountpoint) = p;
     }
-    if (auto v = r.get_enum<VaultUnlock>(vault, "vault", "unlock",
-                                         {{"manual", VaultUnlock::Manual},
-                                          {"on-enter", VaultUnlock::OnEnter}})) {
+    if (auto v = r.get_enum<VaultUnlock>(
+            vault, "vault", "unlock",
+            {{"manual", VaultUnlock::Manual}, {"on-enter", VaultUnlock::OnEnter}})) {
       vs.unlock = *v;
     }
     spec.vault = vs;
@@ -554,6 +563,9 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
 }
 
 ProfileSpec load_profile_file(const fs::path& file, const std::string& name) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec))
+    throw ProfileError(file.string() + ": is a directory, not a profile file");
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     const int err = errno;

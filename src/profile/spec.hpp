@@ -55,14 +55,14 @@ struct ProfileSpec {
 
   // [sandbox]
   bool clean_env = false;
-  std::vector<PathEntry> blacklist;  // hidden
-  std::vector<PathEntry> whitelist;  // visible read-only
-  std::vector<PathEntry> writable;   // visible read-write
-  std::vector<std::string> mask;     // globs relative to the project dir
-  std::vector<std::string> readonly; // paths relative to the project dir, kept read-only
-  std::vector<PathEntry> devices;    // device nodes or dirs under /dev to expose
-  bool pid = true;                   // private pid namespace
-  bool ipc = true;                   // private ipc namespace
+  std::vector<PathEntry> blacklist;   // hidden
+  std::vector<PathEntry> whitelist;   // visible read-only
+  std::vector<PathEntry> writable;    // visible read-write
+  std::vector<std::string> mask;      // globs relative to the project dir
+  std::vector<std::string> readonly;  // paths relative to the project dir, kept read-only
+  std::vector<PathEntry> devices;     // device nodes or dirs under /dev to expose
+  bool pid = true;                    // private pid namespace
+  bool ipc = true;                    // private ipc namespace
 
   // [agent]
   std::optional<std::string> state_dir;  // relative to the project dir

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,7 +11,6 @@
 #include <fstream>
 #include <sstream>
 #include <system_error>
-#include <toml++/toml.h>
 
 #include "profile/loader.hpp"
 #include "profile/text.hpp"
@@ -179,8 +179,7 @@ std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   if (!in) {
     const int err = errno;
-    throw Error("cannot read template " + p.string() + ": " +
-                std::generic_category().message(err));
+    throw Error("cannot read template " + p.string() + ": " + std::generic_category().message(err));
   }
   std::ostringstream ss;
   ss << in.rdbuf();
@@ -233,8 +232,10 @@ void write_atomic(const fs::path& file, const std::string& text) {
   while (ok && off < text.size()) {
     const ssize_t n = ::write(raw, text.data() + off, text.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) ok = false;
-    else off += static_cast<std::size_t>(n);
+    if (n <= 0)
+      ok = false;
+    else
+      off += static_cast<std::size_t>(n);
   }
   const int err = ok ? 0 : errno;
   if (ok && ::fsync(raw) != 0) ok = false;

@@ -1,9 +1,10 @@
 #include "profile/text.hpp"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace pw::profile_detail {
 
@@ -26,7 +27,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 std::optional<std::string> closest(std::string_view word,
                                    const std::vector<std::string>& candidates) {
   std::optional<std::string> best;
-  std::size_t best_d = 3;
+  // Two edits turn any short word into any other, so short words get one.
+  std::size_t best_d = word.size() <= 3 ? 2 : 3;
   for (const auto& c : candidates) {
     const std::size_t d = edit_distance(word, c);
     if (d < best_d) {
@@ -110,8 +112,7 @@ std::optional<std::string> expand(std::string_view raw, std::string& error) {
         return std::nullopt;
       }
       var = std::string(raw.substr(i + 2, close - i - 2));
-      if (var.empty() || !name_start(var[0]) ||
-          !std::all_of(var.begin(), var.end(), name_char)) {
+      if (var.empty() || !name_start(var[0]) || !std::all_of(var.begin(), var.end(), name_char)) {
         error = "'${" + var + "}' is not a variable name";
         return std::nullopt;
       }
@@ -174,8 +175,7 @@ std::optional<std::string> project_relative(std::string_view raw, bool allow_dot
 
 std::string toml_basic_escape(std::string_view text) {
   std::ostringstream os;
-  os << toml::toml_formatter{toml::value<std::string>{std::string(text)},
-                             toml::format_flags::none};
+  os << toml::toml_formatter{toml::value<std::string>{std::string(text)}, toml::format_flags::none};
   std::string s = os.str();
   // The formatter emits a quoted basic string; keep only its inside.
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);

@@ -1,5 +1,6 @@
 // Profile layer: parsing, validation, resolution, rendering and `pw new`.
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -8,7 +9,6 @@
 #include <optional>
 #include <sstream>
 #include <string>
-#include <toml++/toml.h>
 
 #include "profile/loader.hpp"
 #include "profile/text.hpp"
@@ -42,12 +42,16 @@ class EnvVar {
  public:
   EnvVar(const char* name, std::optional<std::string> value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value) ::setenv(name, value->c_str(), 1);
-    else ::unsetenv(name);
+    if (value)
+      ::setenv(name, value->c_str(), 1);
+    else
+      ::unsetenv(name);
   }
   ~EnvVar() {
-    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
-    else ::unsetenv(name_.c_str());
+    if (old_)
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
   }
   EnvVar(const EnvVar&) = delete;
   EnvVar& operator=(const EnvVar&) = delete;
@@ -84,7 +88,8 @@ struct World {
   // "[project]\ndir = ...\n" (two lines) followed by `rest`.
   std::string doc(const std::string& rest = "", const std::string& posture = "") const {
     std::string s = "[project]\ndir = \"" + proj.string() + "\"\n";
-    if (!posture.empty()) s = "[project]\ndir = \"" + proj.string() + "\"\nposture = \"" + posture + "\"\n";
+    if (!posture.empty())
+      s = "[project]\ndir = \"" + proj.string() + "\"\nposture = \"" + posture + "\"\n";
     return s + rest;
   }
   ProfileSpec parse(const std::string& text, const std::string& name = "okb") const {
@@ -179,7 +184,8 @@ landlock = "off"
 ZED = "1"
 ALPHA = "two words"
 MIDDLE = "$NOT_EXPANDED"
-)", "agent"));
+)",
+                                      "agent"));
   CHECK(s.project_name == "OKB");
   CHECK(s.shell == "/bin/sh");
   CHECK(s.clean_env);
@@ -235,7 +241,8 @@ TEST_CASE("profile: wrong types name the expected type", "[profile]") {
   World w;
   CHECK(w.error(w.doc("[sandbox]\nclean_env = \"yes\"\n")) ==
         "p.toml:4:13: sandbox.clean_env: expected a boolean, got a string");
-  CHECK(w.error("[project]\ndir = 1\n") == "p.toml:2:7: project.dir: expected a string, got an integer");
+  CHECK(w.error("[project]\ndir = 1\n") ==
+        "p.toml:2:7: project.dir: expected a string, got an integer");
   CHECK(w.error(w.doc("[sandbox]\nblacklist = \"~\"\n")) ==
         "p.toml:4:13: sandbox.blacklist: expected an array of strings, got a string");
   CHECK(w.error(w.doc("[sandbox]\nblacklist = [\"/tmp\", 2.5]\n")) ==
@@ -247,7 +254,8 @@ TEST_CASE("profile: wrong types name the expected type", "[profile]") {
   CHECK(w.error(w.doc("[walls]\nseccomp = true\n")) ==
         "p.toml:4:11: walls.seccomp: expected a string (one of \"default\", \"strict\", \"off\"), "
         "got a boolean");
-  CHECK(w.error(w.doc("[env]\nX = 1979-05-27\n")) == "p.toml:4:5: env.X: expected a string, got a date");
+  CHECK(w.error(w.doc("[env]\nX = 1979-05-27\n")) ==
+        "p.toml:4:5: env.X: expected a string, got a date");
   CHECK(w.error(w.doc("[network]\nallow_private = [true]\n")) ==
         "p.toml:4:17: network.allow_private: expected a boolean, got an array");
   CHECK(w.error(w.doc("[agent]\nhome = {}\n", "agent")) ==
@@ -261,7 +269,8 @@ TEST_CASE("profile: enum values are checked against the allowed list", "[profile
         "you mean 'agent'?");
   CHECK(w.error(w.doc("[network]\nmode = \"off\"\n")) ==
         "p.toml:4:8: network.mode: expected one of \"none\", \"host\", \"allowlist\", got \"off\"");
-  CHECK(w.error(w.doc("[walls]\nlandlock = \"besteffort\"\n")).ends_with("did you mean 'best-effort'?"));
+  CHECK(w.error(w.doc("[walls]\nlandlock = \"besteffort\"\n"))
+            .ends_with("did you mean 'best-effort'?"));
   CHECK(w.error(w.doc("[ssh_agent]\nmode = \"fwd\"\n")).find("ssh_agent.mode: expected one of") !=
         std::string::npos);
 }
@@ -298,9 +307,10 @@ TEST_CASE("profile: path expansion", "[profile]") {
         "p.toml:4:14: sandbox.whitelist[0]: $PW_TEST_UNDEFINED is not defined");
   CHECK(w.error(w.doc("[sandbox]\nwhitelist = [\"${PW_TEST_EMPTY}/.aws\"]\n")) ==
         "p.toml:4:14: sandbox.whitelist[0]: $PW_TEST_EMPTY is empty");
-  CHECK(w.error(w.doc("[sandbox]\nwhitelist = [\"${PW_TEST_A\"]\n")).ends_with("'${' without a closing '}'"));
-  CHECK(w.error(w.doc("[sandbox]\nwhitelist = [\"/a/$/b\"]\n")).find("write '$$' for a literal '$'") !=
-        std::string::npos);
+  CHECK(w.error(w.doc("[sandbox]\nwhitelist = [\"${PW_TEST_A\"]\n"))
+            .ends_with("'${' without a closing '}'"));
+  CHECK(w.error(w.doc("[sandbox]\nwhitelist = [\"/a/$/b\"]\n"))
+            .find("write '$$' for a literal '$'") != std::string::npos);
   CHECK(w.error(w.doc("[sandbox]\nwhitelist = [\"~root/x\"]\n")).find("'~user' is not") !=
         std::string::npos);
   {
@@ -317,7 +327,8 @@ TEST_CASE("profile: absolute path rules", "[profile]") {
         "$VARs), got 'projects'");
   CHECK(w.error(w.doc("[sandbox]\ndevices = [\"/tmp\"]\n")) ==
         "p.toml:4:12: sandbox.devices[0]: '/tmp' is not under /dev");
-  CHECK(w.error("[project]\ndir = \"rel/dir\"\n").starts_with("p.toml:2:7: project.dir: must be an absolute path"));
+  CHECK(w.error("[project]\ndir = \"rel/dir\"\n")
+            .starts_with("p.toml:2:7: project.dir: must be an absolute path"));
   CHECK(w.error("[project]\ndir = \"/nonexistent/pw-test\"\n") ==
         "p.toml:2:7: project.dir: '/nonexistent/pw-test' does not exist");
   write_file(w.home / "file", "x");
@@ -337,9 +348,9 @@ TEST_CASE("profile: shell must be an absolute executable", "[profile]") {
   CHECK(w.error(w.doc("shell = \"bash\"\n")) ==
         "p.toml:3:9: project.shell: must be an absolute path, got 'bash'");
   write_file(w.home / "notexec", "#!/bin/sh\n");
-  CHECK(w.error(w.doc("shell = \"~/notexec\"\n")) ==
-        "p.toml:3:9: project.shell: '" + (w.home / "notexec").string() +
-            "' is not an executable file");
+  CHECK(w.error(w.doc("shell = \"~/notexec\"\n")) == "p.toml:3:9: project.shell: '" +
+                                                         (w.home / "notexec").string() +
+                                                         "' is not an executable file");
   CHECK(w.error(w.doc("shell = \"/\"\n")).ends_with("is not an executable file"));
   CHECK(w.parse(w.doc("shell = \"/bin/sh\"\n")).shell == "/bin/sh");
 }
@@ -364,11 +375,16 @@ TEST_CASE("profile: project-relative entries", "[profile]") {
   CHECK(w.error(w.doc("[sandbox]\nmask = [\"/etc/passwd\"]\n")) ==
         "p.toml:4:9: sandbox.mask[0]: '/etc/passwd' must be relative to the project dir (no "
         "leading '/' or '~', no '..')");
-  CHECK(w.error(w.doc("[sandbox]\nmask = [\"a/../../b\"]\n")).starts_with("p.toml:4:9: sandbox.mask[0]: 'a/../../b' must be relative"));
-  CHECK(w.error(w.doc("[sandbox]\nmask = [\".\"]\n")).ends_with("names the project dir itself; name a path inside it"));
-  CHECK(w.error(w.doc("[sandbox]\nmask = [\"\"]\n")).starts_with("p.toml:4:9: sandbox.mask[0]: is empty"));
-  CHECK(w.error(w.doc("[sandbox]\nreadonly = [\"~/.bashrc\"]\n")).starts_with("p.toml:4:13: sandbox.readonly[0]: '~/.bashrc' must be relative"));
-  CHECK(w.error(w.doc("[agent]\nstate_dir = \"/tmp/claude\"\n", "agent")).starts_with("p.toml:5:13: agent.state_dir: '/tmp/claude' must be relative"));
+  CHECK(w.error(w.doc("[sandbox]\nmask = [\"a/../../b\"]\n"))
+            .starts_with("p.toml:4:9: sandbox.mask[0]: 'a/../../b' must be relative"));
+  CHECK(w.error(w.doc("[sandbox]\nmask = [\".\"]\n"))
+            .ends_with("names the project dir itself; name a path inside it"));
+  CHECK(w.error(w.doc("[sandbox]\nmask = [\"\"]\n"))
+            .starts_with("p.toml:4:9: sandbox.mask[0]: is empty"));
+  CHECK(w.error(w.doc("[sandbox]\nreadonly = [\"~/.bashrc\"]\n"))
+            .starts_with("p.toml:4:13: sandbox.readonly[0]: '~/.bashrc' must be relative"));
+  CHECK(w.error(w.doc("[agent]\nstate_dir = \"/tmp/claude\"\n", "agent"))
+            .starts_with("p.toml:5:13: agent.state_dir: '/tmp/claude' must be relative"));
   CHECK(w.error(w.doc("[agent]\nhome = \"../home\"\n", "agent")) ==
         "p.toml:5:8: agent.home: expected \"tmpfs\" or a dir inside the project; '../home' must "
         "be relative to the project dir (no leading '/' or '~', no '..')");
@@ -384,8 +400,9 @@ TEST_CASE("profile: posture rules for [agent] and [vault]", "[profile]") {
   CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"~/m\"\n", "agent")) ==
         "p.toml:4:1: [vault]: the agent posture never gets a vault (put it in the human profile "
         "of this project)");
-  CHECK(w.error(w.doc("[sandbox]\nenabled = false\n")).starts_with(
-      "p.toml:4:11: sandbox.enabled: false is not possible: pw always sandboxes"));
+  CHECK(
+      w.error(w.doc("[sandbox]\nenabled = false\n"))
+          .starts_with("p.toml:4:11: sandbox.enabled: false is not possible: pw always sandboxes"));
   CHECK_NOTHROW(w.parse(w.doc("[sandbox]\nenabled = true\n")));
 }
 
@@ -398,15 +415,18 @@ TEST_CASE("profile: [env] names and reserved variables", "[profile]") {
   CHECK(w.error(w.doc("[env]\n\"1ABC\" = \"x\"\n")) ==
         "p.toml:4:1: env.1ABC: not a valid variable name (letters, digits and '_', not starting "
         "with a digit)");
-  CHECK(w.error(w.doc("[env]\n\"A-B\" = \"x\"\n")).find("not a valid variable name") != std::string::npos);
+  CHECK(w.error(w.doc("[env]\n\"A-B\" = \"x\"\n")).find("not a valid variable name") !=
+        std::string::npos);
   CHECK(w.error(w.doc("[env]\nA = \"x\\u0000y\"\n")).ends_with("env.A: contains a NUL character"));
-  CHECK(w.error(w.doc("[env]\nA = true\n")) == "p.toml:4:5: env.A: expected a string, got a boolean");
+  CHECK(w.error(w.doc("[env]\nA = true\n")) ==
+        "p.toml:4:5: env.A: expected a string, got a boolean");
   CHECK(w.parse(w.doc("[env]\nPW_OTHER = \"ok\"\n")).env.size() == 1);
 }
 
 TEST_CASE("profile: features not yet supported are parsed, then refused", "[profile]") {
   World w;
-  CHECK(w.error(w.doc("[network]\nmode = \"allowlist\"\nallow = [\"api.anthropic.com\"]\n", "agent")) ==
+  CHECK(w.error(
+            w.doc("[network]\nmode = \"allowlist\"\nallow = [\"api.anthropic.com\"]\n", "agent")) ==
         "p.toml:5:8: network.mode = \"allowlist\": not yet supported by this version of pw");
   CHECK(w.error(w.doc("[ssh_agent]\nmode = \"forward\"\n")) ==
         "p.toml:4:8: ssh_agent.mode = \"forward\": not yet supported by this version of pw");
@@ -424,7 +444,8 @@ TEST_CASE("profile: features not yet supported are parsed, then refused", "[prof
   // allow without allowlist only warns.
   const ProfileSpec s = w.parse(w.doc("[network]\nallow = [\"github.com\"]\n"));
   REQUIRE(s.warnings.size() == 1);
-  CHECK(s.warnings[0] == "p.toml:4:9: network.allow: ignored: network.mode is \"host\", not \"allowlist\"");
+  CHECK(s.warnings[0] ==
+        "p.toml:4:9: network.allow: ignored: network.mode is \"host\", not \"allowlist\"");
 }
 
 TEST_CASE("profile: render_profile round-trips", "[profile]") {
@@ -471,7 +492,8 @@ M = "$HOME"
   v.vault = VaultSpec{w.home / ".vault", w.home / "secrets", VaultUnlock::OnEnter};
   const std::string vt = render_profile(v);
   CHECK(vt.find("[vault]\ncipherdir = \"" + (w.home / ".vault").string() + "\"\nmountpoint = \"" +
-                (w.home / "secrets").string() + "\"\nunlock = \"on-enter\"\n") != std::string::npos);
+                (w.home / "secrets").string() + "\"\nunlock = \"on-enter\"\n") !=
+        std::string::npos);
   CHECK(w.error(vt).ends_with("[vault]: not yet supported by this version of pw"));
 
   // A rendered spec differs when a setting does.
@@ -503,6 +525,8 @@ TEST_CASE("profile: did-you-mean helpers", "[profile]") {
   CHECK(closest("whitelsit", keys) == "whitelist");
   CHECK(closest("black", keys) == "blacklist");
   CHECK(closest("wr", keys) == std::nullopt);
+  CHECK(closest("xy", {"a", "b"}) == std::nullopt);  // short words: one edit at most
+  CHECK(closest("ab", {"a", "zz"}) == "a");
   CHECK(closest("zzzzzz", keys) == std::nullopt);
   CHECK(did_you_mean("writeable", keys) == "; did you mean 'writable'?");
   CHECK(toml_basic_escape("a\"b\\c") == "a\\\"b\\\\c");
@@ -561,6 +585,12 @@ TEST_CASE("profile: load_profile and list_profiles", "[profile]") {
   write_file(w.cfg / "pw/bad/profile.toml", w.doc("[sandbox]\npidd = true\n"));
   CHECK(error_of("bad") == (w.cfg / "pw/bad/profile.toml").string() +
                                ":4:1: sandbox.pidd: unknown key in [sandbox]; did you mean 'pid'?");
+  fs::create_directories(w.cfg / "pw/dir/profile.toml");
+  CHECK(error_of("dir") ==
+        (w.cfg / "pw/dir/profile.toml").string() + ": is a directory, not a profile file");
+  CHECK_THROWS_WITH(
+      load_profile_file(w.tmp.path() / "none.toml", "none"),
+      (w.tmp.path() / "none.toml").string() + ": cannot read: No such file or directory");
   CHECK(valid_profile_name("okb.v2_x-llm"));
   CHECK_FALSE(valid_profile_name("a/b"));
   CHECK_FALSE(valid_profile_name(".a"));
@@ -618,7 +648,8 @@ TEST_CASE("profile: pw new writes both postures from the templates", "[profile]"
   CHECK(read_file(files[0]) == human);
   CHECK(read_file(files[1]) == agent);
   write_file(w.cfg / "pw/kb-llm/profile.toml", "# someone else's\n");
-  CHECK_THROWS_WITH(create_profiles({"kb", w.proj, "", "generic"}), Catch::Contains("'kb-llm' already exists"));
+  CHECK_THROWS_WITH(create_profiles({"kb", w.proj, "", "generic"}),
+                    Catch::Contains("'kb-llm' already exists"));
   CHECK_FALSE(fs::exists(w.cfg / "pw/kb"));
   CHECK(read_file(w.cfg / "pw/kb-llm/profile.toml") == "# someone else's\n");
 }
@@ -662,7 +693,8 @@ TEST_CASE("profile: pw new presets, options and refusals", "[profile]") {
   // A bad template is caught before anything is written.
   TempDir tpl;
   write_file(tpl.path() / "human.toml", "[project]\ndir = \"@DIR@\"\nbogus = 1\n");
-  write_file(tpl.path() / "agent-generic.toml", "[project]\ndir = \"@DIR@\"\nposture = \"agent\"\n");
+  write_file(tpl.path() / "agent-generic.toml",
+             "[project]\ndir = \"@DIR@\"\nposture = \"agent\"\n");
   EnvVar t("PW_TEMPLATE_DIR", tpl.path().string());
   CHECK(template_dir() == tpl.path());
   CHECK_THROWS_WITH(create_profiles({"y", w.proj, "", "generic"}),
@@ -674,7 +706,8 @@ TEST_CASE("profile: pw new presets, options and refusals", "[profile]") {
 TEST_CASE("profile: shipped templates are valid TOML before substitution", "[profile]") {
   World w;
   const fs::path dir = template_dir();
-  for (const char* t : {"human.toml", "agent-generic.toml", "agent-claude.toml", "agent-codex.toml"}) {
+  for (const char* t :
+       {"human.toml", "agent-generic.toml", "agent-claude.toml", "agent-codex.toml"}) {
     INFO(t);
     const fs::path p = dir / t;
     REQUIRE(fs::exists(p));
