@@ -1,0 +1,611 @@
+// The fs layer without FUSE: every operation and its edges, tamper detection, and the
+// golden vault made by format version 1.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+
+#include "format.hpp"
+#include "fs.hpp"
+#include "fusevault/vault.hpp"
+#include "helpers.hpp"
+
+using namespace fusevault;
+using fvtest::pattern;
+
+namespace {
+
+struct VaultFixture {
+  fvtest::TempDir dir{"unit"};
+  std::unique_ptr<Vault> vault;
+  Fs* fs = nullptr;
+  VaultFixture() {
+    Vault::create(dir.path, SecureBytes::from("pw"), minimum_kdf());
+    reopen();
+  }
+  void reopen() {
+    vault.reset();
+    vault = Vault::open(dir.path, SecureBytes::from("pw"));
+    fs = &vault->fs();
+  }
+  std::uint64_t create(std::uint64_t parent, const std::string& name, const std::string& data = "") {
+    std::uint64_t fh = 0;
+    auto e = fs->create(parent, name, 0644, O_RDWR | O_EXCL, fh);
+    if (!data.empty()) REQUIRE(fs->write(fh, 0, data.data(), data.size()) == data.size());
+    fs->release(fh);
+    return e.ino;
+  }
+  std::string read_all(std::uint64_t ino) {
+    auto fh = fs->open(ino, O_RDONLY);
+    std::string out(static_cast<std::size_t>(fs->getattr(ino).st_size) + 10000, '\0');
+    auto n = fs->read(fh, 0, out.size(), out.data());
+    fs->release(fh);
+    out.resize(n);
+    return out;
+  }
+  std::string read_name(std::uint64_t parent, const std::string& name) { return read_all(fs->lookup(parent, name).ino); }
+  std::set<std::string> list(std::uint64_t ino) {
+    std::set<std::string> s;
+    for (auto& e : fs->readdir(ino))
+      if (e.name != "." && e.name != "..") s.insert(e.name);
+    return s;
+  }
+  // Cipher files in the root of the cipherdir that belong to plaintext entries.
+  std::vector<std::string> disk_entries(const std::string& sub = "") {
+    std::vector<std::string> v;
+    DIR* d = ::opendir((dir.path + sub).c_str());
+    while (dirent* de = ::readdir(d)) {
+      std::string n = de->d_name;
+      if (n != "." && n != ".." && n != "fusevault.conf" && n != "fusevault.dirid") v.push_back(n);
+    }
+    ::closedir(d);
+    return v;
+  }
+  int err_of(const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const FsError& e) {
+      return e.err;
+    }
+    return 0;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(VaultFixture, "fs: files of every size around block boundaries round-trip", "[fs]") {
+  const std::vector<std::size_t> sizes = {0, 1, 4095, 4096, 4097, 8191, 8192, 8193, 3 * 4096 + 5, 300000};
+  for (std::size_t n : sizes) {
+    CAPTURE(n);
+    const auto data = pattern(n, static_cast<std::uint32_t>(n));
+    auto ino = create(Fs::kRoot, "f" + std::to_string(n), data);
+    CHECK(fs->getattr(ino).st_size == static_cast<off_t>(n));
+    CHECK(read_all(ino) == data);
+  }
+  // Ciphertext sizes follow the format exactly, and a fresh fs reads everything back.
+  std::multiset<std::uint64_t> disk_sizes, want_sizes;
+  for (auto& d : disk_entries()) {
+    struct stat st{};
+    REQUIRE(::stat((dir.path + "/" + d).c_str(), &st) == 0);
+    disk_sizes.insert(static_cast<std::uint64_t>(st.st_size));
+  }
+  for (auto n : sizes) want_sizes.insert(format::cipher_size(n));
+  CHECK(disk_sizes == want_sizes);
+  reopen();
+  for (std::size_t n : sizes) {
+    auto e = fs->lookup(Fs::kRoot, "f" + std::to_string(n));
+    CHECK(e.st.st_size == static_cast<off_t>(n));
+    CHECK(read_all(e.ino) == pattern(n, static_cast<std::uint32_t>(n)));
+  }
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: random-access writes and truncates match a model", "[fs]") {
+  const unsigned seed = 4242;
+  CAPTURE(seed);
+  std::mt19937 rng(seed);
+  std::uint64_t fh = 0;
+  auto e = fs->create(Fs::kRoot, "model", 0600, O_RDWR, fh);
+  std::string model;
+  for (int step = 0; step < 3000; step++) {
+    CAPTURE(step);
+    const int op = static_cast<int>(rng() % 10);
+    if (op < 6) {
+      const std::size_t off = rng() % 50000, len = 1 + rng() % 9000;
+      const auto d = pattern(len, static_cast<std::uint32_t>(step));
+      if (model.size() < off + len) model.resize(off + len, '\0');
+      model.replace(off, len, d);
+      REQUIRE(fs->write(fh, off, d.data(), d.size()) == len);
+    } else if (op < 8) {
+      const std::size_t ns = rng() % 2 ? rng() % 60000 : (rng() % 14) * 4096;
+      model.resize(ns, '\0');
+      SetAttrRequest r;
+      r.set_size = true;
+      r.size = ns;
+      REQUIRE(fs->setattr(e.ino, fh, r).st_size == static_cast<off_t>(ns));
+    } else {
+      const std::size_t off = rng() % 60000, len = rng() % 20000;
+      std::string buf(len, '\0');
+      const auto n = fs->read(fh, off, len, buf.data());
+      const std::string want = off < model.size() ? model.substr(off, len) : "";
+      REQUIRE(std::string(buf.data(), n) == want);
+    }
+    REQUIRE(fs->getattr(e.ino).st_size == static_cast<off_t>(model.size()));
+  }
+  fs->release(fh);
+  CHECK(read_all(e.ino) == model);
+  reopen();  // and from disk, with a fresh fs
+  CHECK(read_name(Fs::kRoot, "model") == model);
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: sparse growth and truncation read as zeros", "[fs]") {
+  std::uint64_t fh = 0;
+  auto e = fs->create(Fs::kRoot, "sparse", 0600, O_RDWR, fh);
+  REQUIRE(fs->write(fh, 10000, "abc", 3) == 3);
+  auto s = read_all(e.ino);
+  CHECK(s.size() == 10003);
+  CHECK(s.substr(0, 10000) == std::string(10000, '\0'));
+  CHECK(s.substr(10000) == "abc");
+  SetAttrRequest r;
+  r.set_size = true;
+  r.size = 5000;  // into the middle of block 1
+  fs->setattr(e.ino, fh, r);
+  CHECK(read_all(e.ino) == std::string(5000, '\0'));
+  r.size = 3 * 4096 + 1;  // grow: holes are real encrypted zero blocks
+  fs->setattr(e.ino, fh, r);
+  CHECK(read_all(e.ino) == std::string(3 * 4096 + 1, '\0'));
+  struct stat st{};
+  REQUIRE(::stat((dir.path + "/" + disk_entries()[0]).c_str(), &st) == 0);
+  CHECK(static_cast<std::uint64_t>(st.st_size) == format::cipher_size(3 * 4096 + 1));
+  r.size = 8192;  // to a block boundary
+  fs->setattr(e.ino, fh, r);
+  CHECK(fs->getattr(e.ino).st_size == 8192);
+  REQUIRE(fs->write(fh, 8192, "z", 1) == 1);
+  CHECK(read_all(e.ino) == std::string(8192, '\0') + "z");
+  fs->release(fh);
+  reopen();
+  CHECK(read_name(Fs::kRoot, "sparse") == std::string(8192, '\0') + "z");
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: emptying a file gives it a new file id", "[fs]") {
+  std::uint64_t fh = 0;
+  auto e = fs->create(Fs::kRoot, "f", 0600, O_RDWR, fh);
+  fs->write(fh, 0, "hello", 5);
+  const std::string p = dir.path + "/" + disk_entries()[0];
+  const auto before = fvtest::read_path(p).substr(4, 16);
+  SetAttrRequest r;
+  r.set_size = true;
+  r.size = 0;
+  fs->setattr(e.ino, fh, r);
+  fs->write(fh, 0, "hello", 5);
+  fs->release(fh);
+  CHECK(fvtest::read_path(p).substr(4, 16) != before);
+  CHECK(read_all(e.ino) == "hello");
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: directories, rename within and across, over existing", "[fs]") {
+  auto a = fs->mkdir(Fs::kRoot, "a", 0755).ino;
+  auto b = fs->mkdir(Fs::kRoot, "b", 0755).ino;
+  create(a, "x", "xxx");
+  create(b, "y", "yyy");
+  CHECK(err_of([&] { fs->mkdir(Fs::kRoot, "a", 0755); }) == EEXIST);
+  fs->rename(a, "x", b, "y", 0);  // across dirs, over an existing file
+  CHECK(list(a).empty());
+  CHECK(list(b) == std::set<std::string>{"y"});
+  CHECK(read_name(b, "y") == "xxx");
+  create(a, "z", "zzz");
+  CHECK(err_of([&] { fs->rename(a, "z", b, "y", RENAME_NOREPLACE); }) == EEXIST);
+  fs->rename(a, "z", b, "y", RENAME_EXCHANGE);
+  CHECK(read_name(b, "y") == "zzz");
+  CHECK(read_name(a, "z") == "xxx");
+  // Directory rename keeps its children readable (names are bound to the dir's own id).
+  auto sub = fs->mkdir(a, "sub", 0700).ino;
+  create(sub, "deep", "deep data");
+  fs->rename(a, "sub", b, "moved", 0);
+  CHECK(read_name(sub, "deep") == "deep data");
+  CHECK(read_name(fs->lookup(b, "moved").ino, "deep") == "deep data");
+  // Over an empty directory; not over a non-empty one.
+  fs->mkdir(Fs::kRoot, "empty", 0755);
+  fs->rename(b, "moved", Fs::kRoot, "empty", 0);
+  CHECK(read_name(fs->lookup(Fs::kRoot, "empty").ino, "deep") == "deep data");
+  fs->mkdir(Fs::kRoot, "other", 0755);
+  CHECK(err_of([&] { fs->rename(Fs::kRoot, "other", Fs::kRoot, "empty", 0); }) == ENOTEMPTY);
+  CHECK(err_of([&] { fs->rmdir(Fs::kRoot, "empty"); }) == ENOTEMPTY);
+  CHECK(err_of([&] { fs->rmdir(Fs::kRoot, "nope"); }) == ENOENT);
+  CHECK(err_of([&] { fs->unlink(Fs::kRoot, "other"); }) == EISDIR);
+  fs->rmdir(Fs::kRoot, "other");
+  CHECK(list(Fs::kRoot) == std::set<std::string>{"a", "b", "empty"});
+  reopen();
+  CHECK(list(Fs::kRoot) == std::set<std::string>{"a", "b", "empty"});
+  CHECK(read_name(fs->lookup(Fs::kRoot, "empty").ino, "deep") == "deep data");
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: long and unicode names, sidecars follow the name", "[fs]") {
+  const std::string n255(255, 'L');
+  const std::string n200 = std::string(190, 'M') + "ünï";
+  const std::string uni = "日本語-ファイル-ünïcödé-🙂";
+  create(Fs::kRoot, n255, "long");
+  create(Fs::kRoot, uni, "uni");
+  fs->mkdir(Fs::kRoot, n200, 0755);
+  CHECK(list(Fs::kRoot) == std::set<std::string>{n255, n200, uni});
+  CHECK(read_name(Fs::kRoot, n255) == "long");
+  CHECK(err_of([&] { create(Fs::kRoot, std::string(256, 'x')); }) == ENAMETOOLONG);
+  for (auto& d : disk_entries()) CHECK(d.size() <= 255);
+  CHECK(disk_entries().size() == 5);  // 2 long names + 2 sidecars + 1 short
+  fs->rename(Fs::kRoot, n255, Fs::kRoot, "short", 0);
+  CHECK(disk_entries().size() == 4);  // the old name and its sidecar are gone, "short" is new
+  fs->rename(Fs::kRoot, "short", Fs::kRoot, n255 + "", 0);
+  auto l = fs->link(fs->lookup(Fs::kRoot, n255).ino, Fs::kRoot, std::string(250, 'H'));
+  CHECK(l.st.st_nlink == 2);
+  fs->unlink(Fs::kRoot, n255);
+  fs->unlink(Fs::kRoot, std::string(250, 'H'));
+  fs->rmdir(Fs::kRoot, n200);
+  CHECK(disk_entries().size() == 1);
+  reopen();
+  CHECK(list(Fs::kRoot) == std::set<std::string>{uni});
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: hard links share content and count", "[fs]") {
+  auto d = fs->mkdir(Fs::kRoot, "d", 0755).ino;
+  auto ino = create(Fs::kRoot, "orig", "shared");
+  auto e = fs->link(ino, d, "link");
+  CHECK(e.ino == ino);
+  CHECK(e.st.st_nlink == 2);
+  std::uint64_t fh = fs->open(ino, O_RDWR);
+  fs->write(fh, 0, "SH", 2);
+  fs->release(fh);
+  CHECK(read_name(d, "link") == "SHared");
+  fs->unlink(Fs::kRoot, "orig");
+  CHECK(fs->getattr(ino).st_nlink == 1);
+  CHECK(read_name(d, "link") == "SHared");
+  CHECK(err_of([&] { fs->link(d, Fs::kRoot, "dirlink"); }) == EPERM);
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: unlink or rename while open; rmdir after unlinking an open child", "[fs]") {
+  auto d = fs->mkdir(Fs::kRoot, "d", 0755).ino;
+  std::uint64_t fh = 0;
+  auto e = fs->create(d, "open", 0600, O_RDWR, fh);
+  fs->write(fh, 0, "before", 6);
+  fs->rename(d, "open", Fs::kRoot, "renamed", 0);
+  fs->write(fh, 6, "-after-rename", 13);
+  CHECK(read_name(Fs::kRoot, "renamed") == "before-after-rename");
+  fs->unlink(Fs::kRoot, "renamed");
+  fs->write(fh, 0, "B", 1);
+  std::string buf(64, '\0');
+  CHECK(std::string(buf.data(), fs->read(fh, 0, 64, buf.data())) == "Before-after-rename");
+  CHECK(fs->getattr(e.ino).st_nlink == 0);
+  SetAttrRequest r;
+  r.set_size = true;
+  r.size = 3;
+  CHECK(fs->setattr(e.ino, fh, r).st_size == 3);
+  // A second open of the unlinked inode works too.
+  auto fh2 = fs->open(e.ino, O_RDONLY);
+  CHECK(std::string(buf.data(), fs->read(fh2, 0, 64, buf.data())) == "Bef");
+  fs->release(fh2);
+  std::uint64_t fh3 = 0;
+  fs->create(d, "child", 0600, O_RDWR, fh3);
+  fs->unlink(d, "child");
+  fs->rmdir(Fs::kRoot, "d");
+  fs->write(fh3, 0, "still", 5);
+  CHECK(std::string(buf.data(), fs->read(fh3, 0, 64, buf.data())) == "still");
+  fs->release(fh3);
+  fs->release(fh);
+  CHECK(disk_entries().empty());
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: symlinks, chmod, utimens, statfs", "[fs]") {
+  auto s = fs->symlink(Fs::kRoot, "ln", "../some/where");
+  CHECK(S_ISLNK(s.st.st_mode));
+  CHECK(s.st.st_size == 13);
+  CHECK(fs->readlink(s.ino) == "../some/where");
+  CHECK(err_of([&] { fs->symlink(Fs::kRoot, "big", std::string(5000, 'x')); }) == ENAMETOOLONG);
+  char target[256];
+  auto n = ::readlink((dir.path + "/" + disk_entries()[0]).c_str(), target, sizeof target);
+  CHECK(std::string(target, static_cast<std::size_t>(n)).find("some") == std::string::npos);
+  auto f = create(Fs::kRoot, "f", "x");
+  SetAttrRequest r;
+  r.set_mode = true;
+  r.mode = 0640;
+  r.set_mtime = true;
+  r.mtime = {1000000000, 5};
+  auto st = fs->setattr(f, 0, r);
+  CHECK((st.st_mode & 07777) == 0640);
+  CHECK(st.st_mtim.tv_sec == 1000000000);
+  CHECK(fs->statfs().f_namemax == 255);
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: lookups and forgets leave no nodes behind", "[fs]") {
+  auto d = fs->mkdir(Fs::kRoot, "d", 0755).ino;
+  for (int i = 0; i < 50; i++) {
+    auto ino = create(d, "f" + std::to_string(i), "x");
+    fs->forget(ino, 1);
+  }
+  CHECK(fs->stats().nodes == 2);
+  for (int i = 0; i < 50; i++) fs->forget(fs->lookup(d, "f" + std::to_string(i)).ino, 1);
+  fs->forget(d, 1);
+  CHECK(fs->stats().nodes == 1);
+  CHECK(list(Fs::kRoot) == std::set<std::string>{"d"});
+}
+
+TEST_CASE("fs: many directories stay within the dir fd cache (RLIMIT_NOFILE respected)", "[fs]") {
+  rlimit old{};
+  ::getrlimit(RLIMIT_NOFILE, &old);
+  rlimit low = old;
+  low.rlim_cur = 256;  // cache capacity becomes 32
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  {
+    VaultFixture f;
+    std::uint64_t parent = Fs::kRoot;
+    for (int i = 0; i < 40; i++) parent = f.fs->mkdir(parent, "level" + std::to_string(i), 0755).ino;
+    f.create(parent, "leaf", "deep");
+    for (int i = 0; i < 300; i++) {
+      auto d = f.fs->mkdir(Fs::kRoot, "wide" + std::to_string(i), 0755).ino;
+      f.create(d, "x", "w" + std::to_string(i));
+    }
+    CHECK(f.fs->stats().cached_dir_fds <= 32);
+    CHECK(f.read_name(parent, "leaf") == "deep");  // 40 levels re-opened through evictions
+    for (int i = 0; i < 300; i += 37)
+      CHECK(f.read_name(f.fs->lookup(Fs::kRoot, "wide" + std::to_string(i)).ino, "x") == "w" + std::to_string(i));
+  }
+  ::setrlimit(RLIMIT_NOFILE, &old);
+}
+
+namespace {
+// On-disk tamper helpers operating on the raw ciphertext files.
+std::string raw(const std::string& p) { return fvtest::read_path(p); }
+void put(const std::string& p, const std::string& d) {
+  ::chmod(p.c_str(), 0600);
+  fvtest::write_path(p, d);
+}
+}  // namespace
+
+TEST_CASE_METHOD(VaultFixture, "fs: tampered ciphertext yields EIO, never wrong bytes", "[fs][tamper]") {
+  const auto A = pattern(5 * 4096 + 100, 1), B = pattern(5 * 4096 + 100, 2);
+  create(Fs::kRoot, "A", A);
+  const std::string pa = dir.path + "/" + disk_entries().at(0);
+  create(Fs::kRoot, "B", B);
+  std::string pb;
+  for (auto& n : disk_entries())
+    if (dir.path + "/" + n != pa) pb = dir.path + "/" + n;
+  vault.reset();
+  fs = nullptr;
+  const auto origA = raw(pa), origB = raw(pb);
+  using format::block_offset;
+  using format::kCipherBlockSize;
+  auto expect_eio_range = [&](std::uint64_t off, std::size_t len, bool expect) {
+    reopen();
+    auto ino = fs->lookup(Fs::kRoot, "A").ino;
+    auto fh = fs->open(ino, O_RDONLY);
+    std::string buf(len, '\0');
+    int err = 0;
+    std::size_t n = 0;
+    try {
+      n = fs->read(fh, off, len, buf.data());
+    } catch (const FsError& e) {
+      err = e.err;
+    }
+    fs->release(fh);
+    if (expect)
+      CHECK(err == EIO);
+    else {
+      CHECK(err == 0);
+      CHECK(std::string(buf.data(), n) == A.substr(off, len));
+    }
+  };
+  SECTION("bit flip in block 2: that range fails, others read") {
+    auto t = origA;
+    t[block_offset(2) + 100] ^= 0x20;
+    put(pa, t);
+    expect_eio_range(2 * 4096, 10, true);
+    expect_eio_range(0, 8192, false);
+    expect_eio_range(3 * 4096, 4096, false);
+  }
+  SECTION("nonce flip") {
+    auto t = origA;
+    t[block_offset(1) + 3] ^= 1;
+    put(pa, t);
+    expect_eio_range(4096, 1, true);
+  }
+  SECTION("blocks swapped within a file") {
+    auto t = origA;
+    for (std::size_t i = 0; i < kCipherBlockSize; i++) std::swap(t[block_offset(1) + i], t[block_offset(3) + i]);
+    put(pa, t);
+    expect_eio_range(4096, 1, true);
+    expect_eio_range(3 * 4096, 1, true);
+    expect_eio_range(0, 4096, false);
+  }
+  SECTION("block moved from another file at the same index") {
+    auto t = origA;
+    t.replace(block_offset(2), kCipherBlockSize, origB.substr(block_offset(2), kCipherBlockSize));
+    put(pa, t);
+    expect_eio_range(2 * 4096, 4096, true);
+  }
+  SECTION("header from another file") {
+    auto t = origA;
+    t.replace(0, format::kHeaderSize, origB.substr(0, format::kHeaderSize));
+    put(pa, t);
+    expect_eio_range(0, 1, true);
+  }
+  SECTION("truncated at a block boundary (the last-block flag)") {
+    put(pa, origA.substr(0, block_offset(3)));
+    expect_eio_range(2 * 4096, 4096, true);
+    expect_eio_range(0, 4096, false);
+  }
+  SECTION("truncated inside a block and to an impossible size") {
+    put(pa, origA.substr(0, block_offset(3) + 2000));
+    expect_eio_range(3 * 4096, 100, true);
+    put(pa, origA.substr(0, block_offset(3) + 20));
+    expect_eio_range(0, 1, true);
+  }
+  SECTION("whole ciphertext of another file under this name is accepted (documented)") {
+    put(pa, origB);
+    reopen();
+    CHECK(read_name(Fs::kRoot, "A") == B);
+  }
+  SECTION("fsck names exactly the damaged file") {
+    auto t = origA;
+    t[block_offset(4) + 50] ^= 0x01;
+    put(pa, t);
+    reopen();
+    auto r = fsck(*vault);
+    REQUIRE(r.damaged.size() == 1);
+    CHECK(r.damaged[0].rfind("/A:", 0) == 0);
+  }
+}
+
+TEST_CASE_METHOD(VaultFixture, "fs: tampered names and directory ids are detected", "[fs][tamper]") {
+  auto d = fs->mkdir(Fs::kRoot, "dir", 0755).ino;
+  create(d, "inner", "data");
+  create(Fs::kRoot, "top", "t");
+  vault.reset();
+  auto ents = disk_entries();
+  REQUIRE(ents.size() == 2);
+  std::string file, sub;
+  for (auto& e : ents) {
+    struct stat st{};
+    ::lstat((dir.path + "/" + e).c_str(), &st);
+    (S_ISDIR(st.st_mode) ? sub : file) = e;
+  }
+  SECTION("renamed ciphertext name") {
+    std::string bad = file;
+    bad[10] = bad[10] == 'A' ? 'B' : 'A';
+    REQUIRE(::rename((dir.path + "/" + file).c_str(), (dir.path + "/" + bad).c_str()) == 0);
+    reopen();
+    CHECK(list(Fs::kRoot) == std::set<std::string>{"dir"});
+    auto r = fsck(*vault);
+    REQUIRE(r.damaged.size() == 1);
+    CHECK(r.damaged[0].find("name does not authenticate") != std::string::npos);
+  }
+  SECTION("entry moved into another directory") {
+    REQUIRE(::rename((dir.path + "/" + file).c_str(), (dir.path + "/" + sub + "/" + file).c_str()) == 0);
+    reopen();
+    CHECK(list(fs->lookup(Fs::kRoot, "dir").ino) == std::set<std::string>{"inner"});
+    CHECK(fsck(*vault).damaged.size() == 1);
+  }
+  SECTION("directory id replaced") {
+    const std::string idp = dir.path + "/" + sub + "/fusevault.dirid";
+    ::chmod(idp.c_str(), 0600);
+    fvtest::write_path(idp, std::string(16, 'x'));
+    reopen();
+    CHECK(list(fs->lookup(Fs::kRoot, "dir").ino).empty());
+    CHECK(fsck(*vault).damaged.size() == 1);
+  }
+  SECTION("untampered vault passes fsck") {
+    reopen();
+    auto r = fsck(*vault);
+    CHECK(r.damaged.empty());
+    CHECK(r.files == 2);
+    CHECK(r.dirs == 1);
+  }
+}
+
+TEST_CASE("vault: wrong passphrase, passwd, config tamper", "[vault]") {
+  fvtest::TempDir dir("vault");
+  Vault::create(dir.path, SecureBytes::from("one"), minimum_kdf());
+  CHECK_THROWS_AS(Vault::create(dir.path, SecureBytes::from("one"), minimum_kdf()), VaultError);
+  CHECK_THROWS_AS(Vault::open(dir.path, SecureBytes::from("two")), WrongPassphrase);
+  {
+    auto v = Vault::open(dir.path, SecureBytes::from("one"));
+    std::uint64_t fh = 0;
+    v->fs().create(Fs::kRoot, "keep", 0600, O_RDWR, fh);
+    v->fs().write(fh, 0, "kept", 4);
+    v->fs().release(fh);
+  }
+  CHECK_THROWS_AS(Vault::change_passphrase(dir.path, SecureBytes::from("bad"), SecureBytes::from("two")), WrongPassphrase);
+  Vault::change_passphrase(dir.path, SecureBytes::from("one"), SecureBytes::from("two"));
+  CHECK_THROWS_AS(Vault::open(dir.path, SecureBytes::from("one")), WrongPassphrase);
+  auto v = Vault::open(dir.path, SecureBytes::from("two"));
+  auto e = v->fs().lookup(Fs::kRoot, "keep");
+  CHECK(e.st.st_size == 4);
+  v.reset();
+  struct stat st{};
+  CHECK(::stat((dir.path + "/fusevault.conf.tmp").c_str(), &st) != 0);
+  // Lowering the KDF cost in the config is detected, not obeyed.
+  const std::string cp = dir.path + "/fusevault.conf";
+  auto c = fvtest::read_path(cp);
+  c[36] = 2;  // opslimit byte 0: 1 -> 2
+  ::chmod(cp.c_str(), 0600);
+  fvtest::write_path(cp, c);
+  CHECK_THROWS_AS(Vault::open(dir.path, SecureBytes::from("two")), WrongPassphrase);
+  CHECK(Vault::info(dir.path).kdf_params.opslimit == 2);
+}
+
+// The golden vault in tests/fusevault/golden was made by format version 1 with
+// passphrase "golden" (see golden/README). Its plaintext is regenerated here.
+namespace {
+struct GoldenFile {
+  std::string path;
+  std::size_t size;
+  std::uint32_t seed;
+};
+const std::vector<GoldenFile> kGolden = {
+    {"empty", 0, 0},          {"one", 1, 1},
+    {"block-1", 4095, 2},     {"block", 4096, 3},
+    {"block+1", 4097, 4},     {"multi", 3 * 4096 + 5, 5},
+    {"ünïcödé-目录/inner", 100, 6},
+    {"ünïcödé-目录/" + std::string(200, 'n'), 7000, 7},
+    {"sub/deeper/file", 12345, 8},
+};
+}  // namespace
+
+TEST_CASE("golden vault: generate (manual)", "[.golden-gen]") {
+  const char* out = std::getenv("FV_GOLDEN_OUT");
+  REQUIRE(out);
+  Vault::create(out, SecureBytes::from("golden"), minimum_kdf());
+  auto v = Vault::open(out, SecureBytes::from("golden"));
+  auto& fs = v->fs();
+  for (auto& g : kGolden) {
+    std::uint64_t parent = Fs::kRoot;
+    std::string rest = g.path;
+    for (auto p = rest.find('/'); p != std::string::npos; p = rest.find('/')) {
+      const auto part = rest.substr(0, p);
+      try {
+        parent = fs.lookup(parent, part).ino;
+      } catch (const FsError&) {
+        parent = fs.mkdir(parent, part, 0755).ino;
+      }
+      rest = rest.substr(p + 1);
+    }
+    std::uint64_t fh = 0;
+    fs.create(parent, rest, 0644, O_RDWR, fh);
+    const auto d = pattern(g.size, g.seed);
+    fs.write(fh, 0, d.data(), d.size());
+    fs.release(fh);
+  }
+  fs.symlink(Fs::kRoot, "link", "sub/deeper/file");
+}
+
+TEST_CASE("golden vault: this version reads the checked-in version-1 vault", "[golden]") {
+  // Work on a copy: opening must not need write access, but fsck of a copy is cleaner.
+  const std::string src = FV_GOLDEN_DIR "/vault";
+  auto v = Vault::open(src, SecureBytes::from("golden"));
+  CHECK_THROWS_AS(Vault::open(src, SecureBytes::from("Golden")), WrongPassphrase);
+  auto& fs = v->fs();
+  for (auto& g : kGolden) {
+    CAPTURE(g.path);
+    std::uint64_t ino = Fs::kRoot;
+    std::string rest = g.path;
+    for (;;) {
+      auto p = rest.find('/');
+      ino = fs.lookup(ino, rest.substr(0, p)).ino;
+      if (p == std::string::npos) break;
+      rest = rest.substr(p + 1);
+    }
+    auto fh = fs.open(ino, O_RDONLY);
+    std::string buf(g.size + 10, '\0');
+    auto n = fs.read(fh, 0, buf.size(), buf.data());
+    fs.release(fh);
+    CHECK(std::string(buf.data(), n) == pattern(g.size, g.seed));
+  }
+  CHECK(fs.readlink(fs.lookup(Fs::kRoot, "link").ino) == "sub/deeper/file");
+  auto r = fsck(*v);
+  CHECK(r.damaged.empty());
+  CHECK(r.files == kGolden.size());
+  CHECK(Vault::info(src).format_version == 1);
+}
