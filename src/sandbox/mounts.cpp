@@ -186,7 +186,8 @@ void build_root(const fs::path& newroot, const MountPlan& plan, const DevOptions
   const char* empty_name = ".pw-empty";
   {
     Fd dirfd(::openat(root.get(), ".", O_DIRECTORY | O_CLOEXEC));
-    int f = ::openat(dirfd.get(), empty_name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
+    // 0644, so a write attempt fails with EROFS (the mount) rather than EACCES (the mode).
+    int f = ::openat(dirfd.get(), empty_name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
     if (f < 0) throw SysError("create the empty mask file");
     ::close(f);
   }

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <string>
 
+#include "sandbox/netns.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
@@ -95,6 +96,7 @@ void reset_signals() {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
       throw SysError("make mounts private");
     }
+    if (spec.new_net) bring_up_loopback();
     build_root(spec.newroot, spec.plan, spec.dev);
     if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0) {
       throw SysError("set hostname");

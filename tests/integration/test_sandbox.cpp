@@ -1,0 +1,259 @@
+// What a session can read, write, see and call, asked from inside real sessions of both
+// postures of the same project (profiles written by `pw new` from the shipped templates).
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <sstream>
+
+#include "harness.hpp"
+
+namespace fs = std::filesystem;
+using it::World;
+
+namespace {
+
+const char* kPostures[] = {"demo", "demo-llm"};
+
+bool not_ok(const std::string& r) { return r.rfind("OK", 0) != 0 && r.rfind("PW-FAILED", 0) != 0; }
+
+}  // namespace
+
+TEST_CASE("home credentials are hidden in both postures", "[sandbox]") {
+  auto& w = World::get();
+  // The agent posture hides the whole home; the human one hides cloud credentials.
+  CHECK(w.probe("demo-llm", {"read", (w.home / ".ssh/id_ed25519").string()}) == "ENOENT");
+  CHECK(w.probe("demo-llm", {"read", (w.home / ".aws/credentials").string()}) == "ENOENT");
+  CHECK(w.probe("demo-llm", {"read", (w.home / ".bashrc").string()}) == "ENOENT");
+  CHECK(w.probe("demo", {"read", (w.home / ".aws/credentials").string()}) == "ENOENT");
+  // Granted to the human posture (whitelist "~"): readable, so the check above is not vacuous.
+  CHECK(w.probe("demo", {"read", (w.home / ".ssh/id_ed25519").string()}) == "OK");
+  CHECK(w.probe("demo", {"read", (w.home / ".bashrc").string()}) == "OK");
+}
+
+TEST_CASE("another project is invisible", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    CHECK(w.probe(p, {"read", (w.other / "secret.txt").string()}) == "ENOENT");
+    CHECK(w.probe(p, {"read", (w.project / "README").string()}) == "OK");
+  }
+}
+
+TEST_CASE("pw's config and runtime dirs are hidden even under a whitelisted home", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    CHECK(w.probe(p, {"read", (w.config / "pw/demo/profile.toml").string()}) == "ENOENT");
+    // Absent, or an empty read-only dir where a bound parent shows its name.
+    for (const auto& dir : {w.config / "pw", w.runtime / "pw"}) {
+      std::string r = w.probe(p, {"ls", dir.string()});
+      CHECK((r == "ENOENT" || r == "OK n=0"));
+    }
+    CHECK(w.probe(p, {"read", (w.runtime / "pw" / "demo.lock").string()}) == "ENOENT");
+  }
+  // Control: the human posture sees the rest of ~/.config's parent (home is whitelisted).
+  CHECK(w.probe("demo", {"ls", w.home.string()}).rfind("OK", 0) == 0);
+}
+
+TEST_CASE("the project is writable, the rest is not", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    CHECK(w.probe(p, {"write", (w.project / "written-inside").string()}) == "OK");
+    CHECK(w.probe(p, {"write", "/usr/pw-test-file"}) == "EROFS");
+    CHECK(w.probe(p, {"write", "/etc/pw-test-file"}) == "EROFS");
+    CHECK(w.probe(p, {"mkdir", "/pw-test-dir"}) == "EROFS");
+  }
+  // Home is read-only for the human posture: the file is the user's own, so only the mount
+  // can refuse this.
+  CHECK(w.probe("demo", {"write", (w.home / ".bashrc").string()}) == "EROFS");
+  // The agent's home is a private tmpfs: writable, and the host's home is untouched.
+  CHECK(w.probe("demo-llm", {"write", (w.home / "agent-scratch").string()}) == "OK");
+  CHECK_FALSE(fs::exists(w.home / "agent-scratch"));
+}
+
+TEST_CASE("agent posture keeps git hooks and config read-only", "[sandbox]") {
+  auto& w = World::get();
+  CHECK(w.probe("demo-llm", {"write", (w.project / ".git/hooks/pre-commit").string()}) == "EROFS");
+  CHECK(w.probe("demo-llm", {"write", (w.project / ".git/config").string()}) == "EROFS");
+  CHECK(w.probe("demo", {"write", (w.project / ".git/hooks/pre-commit").string()}) == "OK");
+}
+
+TEST_CASE("/tmp is private to the workspace", "[sandbox]") {
+  auto& w = World::get();
+  std::string marker = "/tmp/pw-host-marker-" + std::to_string(::getpid());
+  it::write_file(marker, "host\n");
+  for (const char* p : kPostures) {
+    INFO(p);
+    CHECK(w.probe(p, {"read", marker}) == "ENOENT");
+    std::string inside = "/tmp/pw-inside-" + std::to_string(::getpid()) + "-" + p;
+    CHECK(w.probe(p, {"write", inside}) == "OK");
+    CHECK_FALSE(fs::exists(inside));
+  }
+  fs::remove(marker);
+}
+
+TEST_CASE("host processes are invisible", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    std::string r = w.probe(p, {"pidcount"});
+    REQUIRE(r.rfind("OK n=", 0) == 0);
+    // pid 1 (pw's init) and the probe; nothing of the host.
+    CHECK(std::stoi(r.substr(5)) <= 3);
+    CHECK(w.probe(p, {"pid"}) != "OK 1");
+    CHECK(w.probe(p, {"ptrace-pid", std::to_string(::getpid())}) != "OK");
+  }
+}
+
+TEST_CASE("sessions run as the user with no capabilities", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    CHECK(w.probe(p, {"uid"}) == "OK uid=" + std::to_string(::getuid()) + " gid=" +
+                                     std::to_string(::getgid()) + " euid=" + std::to_string(::getuid()));
+    CHECK(w.probe(p, {"caps"}) == "OK eff=0000000000000000 prm=0000000000000000 bnd=0000000000000000");
+    // Even with CAP_SYS_ADMIN gone, the mount syscall is refused before it gets that far
+    // (agent) or by the kernel (human): masks cannot be unmounted.
+    CHECK(not_ok(w.probe(p, {"umount", (w.project).string()})));
+  }
+}
+
+TEST_CASE("the agent posture's seccomp wall denies the dangerous syscalls", "[sandbox][seccomp]") {
+  auto& w = World::get();
+  for (const char* op : {"ptrace", "mount", "keyctl", "bpf", "userns", "io_uring", "perf"}) {
+    INFO(op);
+    CHECK(w.probe("demo-llm", {op}) == "EPERM");
+  }
+  // Non-native ABIs are refused outright (the process dies or gets an error, never runs it).
+  CHECK(w.probe("demo-llm", {"x32"}) != "OK");
+  CHECK(w.probe("demo-llm", {"i386"}) != "OK");
+  // The human posture's lighter list: keyrings are denied, tracing own children is not.
+  CHECK(w.probe("demo", {"keyctl"}) == "EPERM");
+  CHECK(w.probe("demo", {"ptrace"}) == "OK");
+}
+
+TEST_CASE("environment: clean for the agent, agent state in the project", "[sandbox]") {
+  auto& w = World::get();
+  CHECK(w.probe("demo-llm", {"env", "TEST_SECRET_TOKEN"}) == "UNSET");
+  CHECK(w.probe("demo", {"env", "TEST_SECRET_TOKEN"}) == "OK leaked-if-you-see-this");
+  auto r = w.pw({"demo-llm", "--", w.probe_bin.string(), "envdump"});
+  REQUIRE(r.rc == 0);
+  std::string allowed = " PATH HOME USER SHELL TERM LANG PW_PROFILE PW_POSTURE PW_PROJECT_DIR "
+                        "CLAUDE_CONFIG_DIR CODEX_HOME ";
+  std::istringstream lines(r.out);
+  std::string line;
+  std::getline(lines, line);
+  CHECK(line == "OK");
+  int count = 0;
+  while (std::getline(lines, line)) {
+    INFO(line);
+    CHECK(allowed.find(" " + line + " ") != std::string::npos);
+    ++count;
+  }
+  CHECK(count >= 6);
+  std::string cfg = w.probe("demo-llm", {"env", "CLAUDE_CONFIG_DIR"});
+  REQUIRE(cfg.rfind("OK " + w.project.string() + "/", 0) == 0);
+  fs::path state = cfg.substr(3);
+  CHECK(fs::is_directory(state));
+  CHECK(w.probe("demo-llm", {"write", (state / "settings.json").string()}) == "OK");
+  CHECK(w.probe("demo-llm", {"env", "PW_POSTURE"}) == "OK agent");
+  CHECK(w.probe("demo", {"env", "PW_POSTURE"}) == "OK human");
+}
+
+TEST_CASE("exit status and signals pass through", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    CHECK(w.pw({p, "--", w.probe_bin.string(), "exit", "42"}).rc == 42);
+    CHECK(w.pw({p, "--", w.probe_bin.string(), "kill-self", "TERM"}).rc == 128 + SIGTERM);
+    CHECK(w.pw({p, "--", w.probe_bin.string(), "kill-self", "KILL"}).rc == 128 + SIGKILL);
+    auto r = w.pw({p, "--", "/nonexistent/cmd"});
+    CHECK(r.rc == 127);
+    CHECK(r.err.find("cannot run /nonexistent/cmd") != std::string::npos);
+  }
+  // stdin and stdout pass through.
+  auto r = w.pw({"demo-llm", "--", "/bin/cat"}, "through the sandbox\n");
+  CHECK(r.rc == 0);
+  CHECK(r.out == "through the sandbox\n");
+}
+
+TEST_CASE("the agent posture has no network but loopback", "[sandbox][net]") {
+  auto& w = World::get();
+  CHECK(w.probe("demo-llm", {"connect", "127.0.0.1", "22"}) == "ECONNREFUSED");
+  CHECK(w.probe("demo-llm", {"udp", "192.0.2.1", "53"}) == "ENETUNREACH");
+}
+
+TEST_CASE("masks hide files, dirs, sockets and fifos; symlinks keep their path", "[sandbox][plan]") {
+  auto& w = World::get();
+  fs::path proj = w.home / "projects" / "masks";
+  fs::create_directories(proj / "secrets");
+  it::write_file(proj / ".env", "API_KEY=hunter2\n");
+  it::write_file(proj / "secrets" / "db.txt", "db-password\n");
+  it::write_file(proj / "code.py", "print(1)\n");
+  REQUIRE(::mkfifo((proj / "fifo").c_str(), 0600) == 0);
+  int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, (proj / "sock").c_str());
+  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  // A dotfile managed by symlink: ~/.toolrc -> ~/dotfiles/toolrc
+  it::write_file(w.home / "dotfiles" / "toolrc", "setting=1\n");
+  fs::create_symlink(w.home / "dotfiles" / "toolrc", w.home / ".toolrc");
+  fs::create_directories(proj / ".probe");
+  fs::copy_file(w.probe_bin, proj / ".probe" / "pw-probe");
+
+  w.write_profile("masks-llm", "[project]\ndir = \"" + proj.string() +
+                                   "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+                                   "[sandbox]\nclean_env = true\nblacklist = [\"~\"]\n"
+                                   "whitelist = [\"~/.toolrc\"]\n"
+                                   "mask = [\".env\", \"secrets\", \"fifo\", \"sock\"]\n");
+  auto cat = [&](const fs::path& p) {
+    return w.pw({"masks-llm", "--", "/bin/cat", p.string()});
+  };
+  auto r = cat(proj / ".env");
+  CHECK(r.rc == 0);
+  CHECK(r.out.empty());
+  CHECK(cat(proj / "code.py").out == "print(1)\n");
+  std::string probe = (proj / ".probe" / "pw-probe").string();
+  auto probe_in = [&](std::vector<std::string> a) {
+    a.insert(a.begin(), {"masks-llm", "--", probe});
+    auto res = w.pw(a);
+    return res.out.substr(0, res.out.find('\n'));
+  };
+  CHECK(probe_in({"read", (proj / "secrets" / "db.txt").string()}) == "ENOENT");
+  CHECK(probe_in({"ls", (proj / "secrets").string()}) == "OK n=0");
+  CHECK(probe_in({"write", (proj / ".env").string()}) == "EROFS");
+  CHECK(probe_in({"write", (proj / "secrets" / "new").string()}) == "EROFS");
+  // The socket and the fifo are now empty regular files: nothing to connect to or block on.
+  for (const char* n : {"sock", "fifo"}) {
+    auto st = w.pw({"masks-llm", "--", "/usr/bin/stat", "-c", "%F", (proj / n).string()});
+    CHECK(st.out == "regular empty file\n");
+  }
+  CHECK(probe_in({"read", (proj / "fifo").string()}) == "OK");
+  // The whitelisted symlink appears at its own path, and its target is readable (read-only).
+  CHECK(cat(w.home / ".toolrc").out == "setting=1\n");
+  CHECK(probe_in({"stat", (w.home / ".toolrc").string()}) == "OK");
+  CHECK(probe_in({"write", (w.home / "dotfiles" / "toolrc").string()}) == "EROFS");
+  CHECK(probe_in({"read", (w.home / ".ssh" / "id_ed25519").string()}) == "ENOENT");
+  ::close(s);
+}
+
+TEST_CASE("bad profiles start nothing and say where", "[sandbox][profile]") {
+  auto& w = World::get();
+  w.write_profile("broken", "[project]\ndir = \"" + w.project.string() +
+                                "\"\n[sandbox]\nblaklist = [\"~\"]\n");
+  auto r = w.pw({"broken", "--", "/bin/true"});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("profile.toml:4:1") != std::string::npos);
+  CHECK(r.err.find("did you mean 'blacklist'") != std::string::npos);
+  CHECK_FALSE(fs::exists(w.runtime / "pw" / "broken.sock"));
+  r = w.pw({"nonexistent-profile"});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("no profile") != std::string::npos);
+}
