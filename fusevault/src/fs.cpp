@@ -7,6 +7,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <latch>
+#include <thread>
 #include <cstring>
 #include <utility>
 
@@ -51,6 +56,61 @@ struct Fs::OpenFile {
 struct Fs::Handle {
   std::uint64_t ino;
   std::shared_ptr<OpenFile> of;
+};
+
+// Spreads the block crypto of one large request over the CPUs. Threads are started on
+// first use (never before a daemonizing fork) and joined with the Fs.
+struct Fs::Pool {
+  using Fn = std::function<void(std::size_t, std::size_t)>;
+  struct Job {
+    const Fn* fn;
+    std::size_t begin, end;
+    std::latch* done;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job> q;
+  std::vector<std::thread> threads;
+  bool stop = false;
+
+  explicit Pool(unsigned n) {
+    for (unsigned i = 0; i < n; i++)
+      threads.emplace_back([this] {
+        for (;;) {
+          Job j;
+          {
+            std::unique_lock l(mu);
+            cv.wait(l, [this] { return stop || !q.empty(); });
+            if (stop && q.empty()) return;
+            j = q.front();
+            q.pop_front();
+          }
+          (*j.fn)(j.begin, j.end);
+          j.done->count_down();
+        }
+      });
+  }
+  ~Pool() {
+    {
+      std::lock_guard l(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    for (auto& t : threads) t.join();
+  }
+  // fn must not throw. Runs [0, n) in parts; the caller's thread takes the first part.
+  void run(std::size_t n, const Fn& fn) {
+    const std::size_t parts = std::min<std::size_t>(threads.size() + 1, n);
+    const std::size_t chunk = (n + parts - 1) / parts;
+    std::latch done(static_cast<std::ptrdiff_t>(parts - 1));
+    {
+      std::lock_guard l(mu);
+      for (std::size_t p = 1; p < parts; p++) q.push_back({&fn, p * chunk, std::min(n, (p + 1) * chunk), &done});
+    }
+    cv.notify_all();
+    fn(0, std::min(n, chunk));
+    done.wait();
+  }
 };
 
 namespace {
@@ -151,8 +211,18 @@ Fs::Fs(int root_fd, std::shared_ptr<const format::Keys> keys) : root_fd_(root_fd
 }
 
 Fs::~Fs() {
+  pool_.reset();
   for (auto& [ino, e] : dir_cache_) ::close(e.first);
   ::close(root_fd_);
+}
+
+void Fs::parallel(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn) {
+  constexpr std::size_t kMinParallelBlocks = 32;  // below 128 KiB the hand-off costs more
+  if (n < kMinParallelBlocks || std::thread::hardware_concurrency() < 2) return fn(0, n);
+  std::call_once(pool_once_, [this] {
+    pool_ = std::make_unique<Pool>(std::min(std::thread::hardware_concurrency(), 8u) - 1);
+  });
+  pool_->run(n, fn);
 }
 
 Fs::Node* Fs::get(std::uint64_t ino) {
@@ -892,24 +962,47 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
   cbuf.resize(count * kCipherBlockSize);
   nonces.resize(count * crypto::kNonceBytes);
   crypto::random_bytes(nonces.data(), nonces.size());  // one call for all blocks
-  std::uint8_t tmp[kBlockSize];
-  std::size_t out = 0;
-  for (std::uint64_t i = first; i <= last; i++) {
+  // Edge blocks (partially covered) are read-modify-written first; at most three.
+  std::uint8_t edge[3][kBlockSize];
+  std::uint64_t edge_idx[3];
+  int nedge = 0;
+  auto covered = [&](std::uint64_t i, std::uint64_t& ws, std::uint64_t& we, std::size_t& blen) {
     const std::uint64_t bstart = i * kBlockSize;
-    const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - bstart));
-    const std::uint64_t ws = std::max(off, bstart), we = std::min(end, bstart + blen);
-    const std::uint8_t* src;
-    if (ws == bstart && we == bstart + blen) {
-      src = data + (bstart - off);
-    } else {  // an edge block: read-modify-write
-      load_block(of, i, size, tmp);
-      if (we > ws) std::memcpy(tmp + (ws - bstart), data + (ws - off), we - ws);
-      src = tmp;
-    }
-    format::seal_block(cbuf.data() + out, src, blen, of.id, i, i == new_nb - 1,
-                       nonces.data() + (i - first) * crypto::kNonceBytes, keys_->content());
-    out += blen + format::kBlockOverhead;
+    blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - bstart));
+    ws = std::max(off, bstart);
+    we = std::min(end, bstart + blen);
+    return ws == bstart && we == bstart + blen;
+  };
+  for (std::uint64_t i : {first, first + 1, last}) {
+    if (i > last || (nedge > 0 && edge_idx[nedge - 1] == i)) continue;
+    std::uint64_t ws, we;
+    std::size_t blen;
+    if (covered(i, ws, we, blen)) continue;
+    load_block(of, i, size, edge[nedge]);
+    if (we > ws) std::memcpy(edge[nedge] + (ws - i * kBlockSize), data + (ws - off), we - ws);
+    edge_idx[nedge++] = i;
   }
+  const std::uint8_t* key = keys_->content();
+  parallel(count, [&](std::size_t b, std::size_t e) {
+    for (std::size_t k = b; k < e; k++) {
+      const std::uint64_t i = first + k;
+      std::uint64_t ws, we;
+      std::size_t blen;
+      const std::uint8_t* src;
+      if (covered(i, ws, we, blen)) {
+        src = data + (i * kBlockSize - off);
+      } else {
+        src = nullptr;
+        for (int x = 0; x < nedge; x++)
+          if (edge_idx[x] == i) src = edge[x];
+      }
+      format::seal_block(cbuf.data() + k * kCipherBlockSize, src, blen, of.id, i, i == new_nb - 1,
+                         nonces.data() + k * crypto::kNonceBytes, key);
+    }
+  });
+  // Blocks are laid out contiguously; only the last one may be short.
+  const std::size_t last_len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - last * kBlockSize));
+  const std::size_t out = static_cast<std::size_t>((count - 1) * kCipherBlockSize + last_len + format::kBlockOverhead);
   pwrite_all(of.fd, cbuf.data(), out, format::block_offset(first));
   of.size = new_size;
   return n;
@@ -984,19 +1077,25 @@ std::size_t Fs::read_chunk(OpenFile& of, std::uint64_t off, std::size_t n, std::
   auto& cbuf = tls_buf(2);
   cbuf.resize(clen);
   pread_exact(of.fd, cbuf.data(), clen, format::block_offset(first));
-  std::uint8_t tmp[kBlockSize];
-  for (std::uint64_t i = first; i <= last; i++) {
-    const std::uint64_t bstart = i * kBlockSize;
-    const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - bstart));
-    const std::uint8_t* c = cbuf.data() + (i - first) * kCipherBlockSize;
-    const std::uint64_t rs = std::max(off, bstart), re = std::min(off + n, bstart + blen);
-    if (rs == bstart && re == bstart + blen) {
-      if (!format::open_block(out + (bstart - off), c, blen, of.id, i, i == nb - 1, keys_->content())) fail(EIO);
-    } else {
-      if (!format::open_block(tmp, c, blen, of.id, i, i == nb - 1, keys_->content())) fail(EIO);
-      std::memcpy(out + (rs - off), tmp + (rs - bstart), re - rs);
+  std::atomic<bool> bad{false};
+  const std::uint8_t* key = keys_->content();
+  parallel(static_cast<std::size_t>(last - first + 1), [&](std::size_t b, std::size_t e) {
+    std::uint8_t tmp[kBlockSize];
+    for (std::size_t k = b; k < e; k++) {
+      const std::uint64_t i = first + k;
+      const std::uint64_t bstart = i * kBlockSize;
+      const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - bstart));
+      const std::uint8_t* c = cbuf.data() + k * kCipherBlockSize;
+      const std::uint64_t rs = std::max(off, bstart), re = std::min(off + n, bstart + blen);
+      if (rs == bstart && re == bstart + blen) {
+        if (!format::open_block(out + (bstart - off), c, blen, of.id, i, i == nb - 1, key)) bad = true;
+      } else {
+        if (!format::open_block(tmp, c, blen, of.id, i, i == nb - 1, key)) bad = true;
+        else std::memcpy(out + (rs - off), tmp + (rs - bstart), re - rs);
+      }
     }
-  }
+  });
+  if (bad) fail(EIO);
   return n;
 }
 

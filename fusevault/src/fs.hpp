@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -122,6 +123,11 @@ private:
   std::size_t read_chunk(OpenFile& of, std::uint64_t off, std::size_t n, std::uint8_t* out);
   void grow(OpenFile& of, std::uint64_t newsize);
   void truncate(OpenFile& of, std::uint64_t newsize);
+
+  void parallel(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn);
+  struct Pool;
+  std::unique_ptr<Pool> pool_;
+  std::once_flag pool_once_;
 
   int root_fd_;
   std::shared_ptr<const format::Keys> keys_;
