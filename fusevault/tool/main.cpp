@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 
@@ -150,7 +151,12 @@ int main(int argc, char** argv) {
       o.allow_other = allow_other;
       o.max_threads = threads;
       o.debug = debug;
-      Server s(std::move(v), mp, o);
+      // Absolute: the daemon chdirs to / and unmounts by path.
+      char* abs = ::realpath(mp.c_str(), nullptr);
+      if (!abs) throw VaultError("mount point " + mp + " does not exist");
+      const std::string amp = abs;
+      ::free(abs);
+      Server s(std::move(v), amp, o);
       s.mount();
       if (!foreground && !debug) {
         // Single-threaded here: fork is safe. mlock is not inherited, so relock after.
