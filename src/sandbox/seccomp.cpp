@@ -81,6 +81,12 @@ std::vector<Rule> policy(const ProfileSpec& spec) {
                    Match::Always, {}, EPERM, "replacing the kernel or loading kernel modules"});
   if (!agent) return rules;
 
+  // personality() is deliberately not filtered. Its risky bits (ADDR_NO_RANDOMIZE,
+  // READ_IMPLIES_EXEC, MMAP_PAGE_ZERO) only weaken the caller and its own descendants, which
+  // are inside the same sandbox; the kernel clears them across setuid execs, and
+  // no_new_privs rules those out anyway. Filtering it would break setarch, gdb and 32-bit
+  // build tooling for no gain at the sandbox boundary.
+
   rules.push_back({{"ptrace", "process_vm_readv", "process_vm_writev"}, Match::Always, {}, EPERM,
                    "reading or changing the memory of other processes"});
   rules.push_back({{"mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick",
