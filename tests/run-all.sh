@@ -47,6 +47,11 @@ run_suite() {  # name, cmake args...
   shift
   local dir="$out/$name"
   step "build ($name)"
+  # A build directory configured from another checkout cannot be reused: start it afresh.
+  if [ -f "$dir/CMakeCache.txt" ] &&
+     ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$dir/CMakeCache.txt"; then
+    rm -rf "$dir"
+  fi
   cmake -S "$src" -B "$dir" -DPW_WERROR=ON "$@" >/dev/null
   cmake --build "$dir" -j"$jobs"
   chmod -R a+rX "$dir"
