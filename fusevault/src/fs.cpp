@@ -345,7 +345,8 @@ int Fs::dir_fd(Node* n) {
   if (n->links.empty()) fail(ENOENT);
   const auto link = n->links.front();
   const int pfd = dir_fd(get(link.parent));
-  int fd = ::openat(pfd, link.disk.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  // O_PATH: works for *at() calls and fstat even on a directory its owner made unreadable.
+  int fd = ::openat(pfd, link.disk.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) fail_errno();
   lru_.push_front(n->ino);
   dir_cache_[n->ino] = {fd, lru_.begin()};
@@ -464,8 +465,12 @@ struct stat Fs::setattr(std::uint64_t ino, std::uint64_t fh, const SetAttrReques
   int fd = -1;
   int pfd = -1;
   std::string name;
-  if (n->type == S_IFDIR) {
-    fd = dir_fd(n);
+  if (n->ino == kRoot) {
+    fd = root_fd_;
+  } else if (n->type == S_IFDIR) {
+    if (n->links.empty()) fail(ENOENT);
+    pfd = dir_fd(get(n->links.front().parent));  // by name: cached dir fds are O_PATH
+    name = n->links.front().disk;
   } else if (of) {
     fd = of->fd;
   } else {
@@ -1137,7 +1142,8 @@ void Fs::fsync(std::uint64_t fh, bool datasync) {
 
 void Fs::fsyncdir(std::uint64_t ino) {
   std::lock_guard g(mu_);
-  if (::fsync(dir_fd(get(ino))) != 0) fail_errno();
+  Fd fd(::openat(dir_fd(get(ino)), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.fd < 0 || ::fsync(fd.fd) != 0) fail_errno();
 }
 
 std::vector<DirEntry> Fs::readdir(std::uint64_t ino, std::vector<std::string>* damaged) {

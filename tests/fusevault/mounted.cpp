@@ -259,7 +259,14 @@ TEST_CASE("mounted: symlinks, long and unicode names, chmod, utimens", "[ops]") 
   REQUIRE(::chmod(m.p(uni).c_str(), 0640) == 0);
   timespec ts[2] = {{1500000000, 0}, {1600000000, 0}};
   REQUIRE(::utimensat(AT_FDCWD, m.p(uni).c_str(), ts, 0) == 0);
+  REQUIRE(::mkdir(m.p("locked").c_str(), 0755) == 0);
+  write_path(m.p("locked/in"), "in");
+  REQUIRE(::chmod(m.p("locked").c_str(), 0) == 0);
   m.remount();
+  REQUIRE(::stat(m.p("locked").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0);
+  REQUIRE(::chmod(m.p("locked").c_str(), 0750) == 0);
+  CHECK(read_path(m.p("locked/in")) == "in");
   REQUIRE(::stat(m.p(uni).c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0640);
   CHECK(st.st_mtim.tv_sec == 1600000000);
@@ -268,7 +275,7 @@ TEST_CASE("mounted: symlinks, long and unicode names, chmod, utimens", "[ops]") 
   DIR* d = ::opendir(m.mnt.c_str());
   while (dirent* de = ::readdir(d)) names.insert(de->d_name);
   ::closedir(d);
-  CHECK(names == std::set<std::string>{".", "..", "ln", n255, uni});
+  CHECK(names == std::set<std::string>{".", "..", "ln", n255, uni, "locked"});
   // Nothing readable leaks into the cipherdir.
   d = ::opendir(m.cipher.c_str());
   while (dirent* de = ::readdir(d)) {
