@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -256,4 +257,96 @@ TEST_CASE("bad profiles start nothing and say where", "[sandbox][profile]") {
   r = w.pw({"nonexistent-profile"});
   CHECK(r.rc != 0);
   CHECK(r.err.find("no profile") != std::string::npos);
+}
+
+TEST_CASE("mounts below a read-only bind are read-only too", "[sandbox][plan]") {
+  auto& w = World::get();
+  // A tmpfs mounted under the (read-only, for the human posture) home, as a FUSE mount or a
+  // second disk would be. It lives in a user+mount namespace made for this test; pw runs in
+  // a nested user namespace there that maps back to our uid.
+  fs::path sub = w.home / "submount";
+  fs::create_directories(sub);
+  std::string uid = std::to_string(::getuid()), gid = std::to_string(::getgid());
+  std::string script =
+      "mount -t tmpfs -o mode=0777 pw-test-submount '" + sub.string() + "' || exit 99; "
+      "exec unshare --user --map-user=" + uid + " --map-group=" + gid + " -- '" + PW_BIN +
+      "' demo -- '" + w.probe_bin.string() + "' write '" + (sub / "x").string() + "'";
+  auto r = it::run({"/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--", "/bin/sh",
+                    "-c", script},
+                   w.env);
+  if (!it::require(r.rc != 99, "mounting a tmpfs in a user namespace: " + r.err)) return;
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.out == "EROFS\n");
+  // Control: the same submount through a writable rule is writable, so EROFS above is the
+  // recursive read-only attribute, not the tmpfs.
+  w.write_profile("submount", "[project]\ndir = \"" + sub.string() +
+                                  "\"\nshell = \"/bin/sh\"\n[sandbox]\nwhitelist = [\"~\"]\n");
+  std::string script2 =
+      "mount -t tmpfs -o mode=0777 pw-test-submount '" + sub.string() + "' || exit 99; "
+      "cp '" + w.probe_bin.string() + "' '" + sub.string() + "/probe'; "
+      "exec unshare --user --map-user=" + uid + " --map-group=" + gid + " -- '" + PW_BIN +
+      "' submount -- '" + (sub / "probe").string() + "' write '" + (sub / "x").string() + "'";
+  r = it::run({"/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--", "/bin/sh", "-c",
+               script2},
+              w.env);
+  INFO(r.err);
+  CHECK(r.out == "OK\n");
+}
+
+TEST_CASE("the control socket is out of a session's reach", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    // Its own workspace's socket (the session is running, so the socket exists on the host).
+    CHECK(w.probe(p, {"stat", (w.runtime / "pw" / (std::string(p) + ".sock")).string()}) == "ENOENT");
+  }
+}
+
+TEST_CASE("[env] values reach the session's environment and no process's argv", "[sandbox]") {
+  auto& w = World::get();
+  std::string secret = "s3cr3t-" + std::to_string(::getpid());
+  w.write_profile("envtest-llm", "[project]\ndir = \"" + w.project.string() +
+                                     "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+                                     "[sandbox]\nclean_env = true\n[env]\nAPI_TOKEN = \"" + secret + "\"\n");
+  fs::path flag = w.project / ("envtest-" + std::to_string(::getpid()));
+  fs::path expect = w.project / ("envtest-expect-" + std::to_string(::getpid()));
+  it::write_file(expect, secret);
+  // The session compares against a file, so the secret is in no command line of the test's own.
+  pid_t bg = it::spawn_bg({PW_BIN, "envtest-llm", "--", "/bin/sh", "-c",
+                           "test \"$API_TOKEN\" = \"$(cat " + expect.string() + ")\" && touch " + flag.string() +
+                               "; sleep 5"},
+                          w.env);
+  REQUIRE(it::wait_for([&] { return fs::exists(flag); }, 10000));
+  // Every process of the user, pw's and the session's included, by command line.
+  CHECK(it::pids_with(secret).empty());
+  ::kill(bg, SIGTERM);
+  ::waitpid(bg, nullptr, 0);
+}
+
+TEST_CASE("walls: user namespaces and io_uring only when the profile allows them", "[sandbox][seccomp]") {
+  auto& w = World::get();
+  w.write_profile("walls-llm", "[project]\ndir = \"" + w.project.string() +
+                                   "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+                                   "[walls]\nallow_userns = true\nallow_io_uring = true\n");
+  CHECK(w.probe("walls-llm", {"userns"}) == "OK");
+  CHECK(w.probe("walls-llm", {"io_uring"}) != "EPERM");
+  CHECK(w.probe("walls-llm", {"keyctl"}) == "EPERM");
+  w.write_profile("nowall-llm", "[project]\ndir = \"" + w.project.string() +
+                                    "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+                                    "[walls]\nseccomp = \"off\"\n");
+  CHECK(w.probe("nowall-llm", {"keyctl"}) != "EPERM");
+}
+
+TEST_CASE("agent home as a persistent dir in the project", "[sandbox]") {
+  auto& w = World::get();
+  w.write_profile("homedir-llm", "[project]\ndir = \"" + w.project.string() +
+                                     "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+                                     "[agent]\nhome = \".agent-home\"\n");
+  CHECK(w.pw({"homedir-llm", "--", "/bin/sh", "-c", "echo hist > ~/.agent-history"}).rc == 0);
+  CHECK(fs::exists(w.project / ".agent-home" / ".agent-history"));
+  CHECK_FALSE(fs::exists(w.home / ".agent-history"));
+  // A second session finds it: the home persists.
+  CHECK(w.probe("homedir-llm", {"stat", (w.home / ".agent-history").string()}) == "OK");
+  CHECK(w.probe("homedir-llm", {"read", (w.home / ".ssh" / "id_ed25519").string()}) == "ENOENT");
 }

@@ -5,6 +5,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -250,4 +251,16 @@ TEST_CASE("on a terminal: TIOCSTI is denied, Ctrl-C and job control reach the sa
     p.send("exit 3\n");
     CHECK(p.wait() == 3);
   }
+}
+
+TEST_CASE("a runtime dir open to others is refused", "[workspace]") {
+  auto& w = World::get();
+  fs::path dir = w.runtime / "pw";
+  fs::create_directories(dir);
+  ::chmod(dir.c_str(), 0755);
+  auto r = w.pw({"demo", "--", "/bin/true"});
+  ::chmod(dir.c_str(), 0700);
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("accessible to other users") != std::string::npos);
+  CHECK(w.pw({"demo", "--", "/bin/true"}).rc == 0);
 }
