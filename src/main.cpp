@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cli/session.hpp"
+#include "cli/vault_cmd.hpp"
 #include "policy/env_plan.hpp"
 #include "policy/mount_plan.hpp"
 #include "profile/loader.hpp"
@@ -22,8 +23,8 @@ using namespace pw;
 
 namespace {
 
-const std::set<std::string> kCommands = {"new", "list", "show", "explain", "ps", "version",
-                                         "help", "__supervise"};
+const std::set<std::string> kCommands = {"new",  "list", "show",  "explain",    "ps",
+                                         "vault", "version", "help", "__supervise"};
 
 int cmd_list() {
   for (const auto& n : list_profiles()) {
@@ -48,7 +49,7 @@ int cmd_explain(const std::string& name, const std::string& path) {
   ProfileSpec spec = load_profile(name);
   for (const auto& w : spec.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
   HostFacts host = host_facts();
-  PlanContext ctx = plan_context(name, host);
+  PlanContext ctx = plan_context(spec, host);
   HostFs hostfs;
   MountPlan plan = plan_mounts(spec, ctx, hostfs);
   for (const auto& w : plan.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
@@ -98,8 +99,9 @@ int cmd_ps() {
     return 0;
   }
   for (const auto& w : ws) {
-    std::printf("%s  supervisor pid %ld, up %s, %zu session(s)\n", w.name.c_str(), w.supervisor_pid,
-                ago(w.started).c_str(), w.sessions.size());
+    std::printf("%s  supervisor pid %ld, up %s, %zu session(s)%s\n", w.name.c_str(), w.supervisor_pid,
+                ago(w.started).c_str(), w.sessions.size(),
+                w.vault.empty() ? "" : (", vault " + w.vault).c_str());
     for (const auto& s : w.sessions) {
       std::printf("  pid %-8ld %-6s %s\n", s.pid, ago(s.started).c_str(), s.summary.c_str());
     }
@@ -147,6 +149,37 @@ int main(int argc, char** argv) {
     c_explain->add_option("path", ex_path, "a path to explain");
     app.add_subcommand("ps", "list running workspaces and their sessions");
 
+    auto* c_vault = app.add_subcommand("vault", "the project's encrypted vault (human posture)");
+    c_vault->require_subcommand(1);
+    std::string v_name;
+    PassSource v_pass, v_new;
+    KdfChoice v_kdf;
+    auto pass_opts = [&](CLI::App* c, PassSource& p, const std::string& prefix) {
+      auto* f = c->add_option("--" + prefix + "passphrase-fd", p.fd,
+                              "read the " + prefix + "passphrase (one line) from this inherited fd");
+      auto* g = c->add_option("--" + prefix + "passphrase-file", p.file,
+                              "read the " + prefix + "passphrase (first line) from this file");
+      f->excludes(g);
+    };
+    auto kdf_opts = [&](CLI::App* c) {
+      c->add_option("--kdf-ops", v_kdf.ops, "Argon2id passes (default 3)");
+      c->add_option("--kdf-mem-mib", v_kdf.mem_mib, "Argon2id memory in MiB (default 256)");
+    };
+    auto* v_init = c_vault->add_subcommand("init", "create the vault of profile NAME");
+    auto* v_unlock = c_vault->add_subcommand("unlock", "decrypt it into the running workspace's sessions");
+    auto* v_lock = c_vault->add_subcommand("lock", "remove the plaintext from every session; wipe the key");
+    auto* v_status = c_vault->add_subcommand("status", "locked or unlocked, and which sessions see it");
+    auto* v_passwd = c_vault->add_subcommand("passwd", "change the passphrase (no re-encryption)");
+    for (auto* c : {v_init, v_unlock, v_lock, v_status, v_passwd}) {
+      c->add_option("name", v_name, "profile (default inside a human session: its own)");
+    }
+    pass_opts(v_init, v_pass, "");
+    pass_opts(v_unlock, v_pass, "");
+    pass_opts(v_passwd, v_pass, "");
+    pass_opts(v_passwd, v_new, "new-");
+    kdf_opts(v_init);
+    kdf_opts(v_passwd);
+
     CLI11_PARSE(app, argc, argv);
 
     if (*c_new) {
@@ -160,6 +193,13 @@ int main(int argc, char** argv) {
     if (*c_show) return cmd_show(show_name);
     if (*c_explain) return cmd_explain(ex_name, ex_path);
     if (app.got_subcommand("ps")) return cmd_ps();
+    if (*c_vault) {
+      if (*v_init) return vault_init(v_name, v_pass, v_kdf);
+      if (*v_unlock) return vault_unlock(v_name, v_pass);
+      if (*v_lock) return vault_lock(v_name);
+      if (*v_status) return vault_status(v_name);
+      if (*v_passwd) return vault_passwd(v_name, v_pass, v_new, v_kdf);
+    }
     if (profile.empty()) {
       std::fputs(app.help().c_str(), stdout);
       return 2;

@@ -1,12 +1,17 @@
 #include "cli/session.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
+#include "cli/vault_cmd.hpp"
 #include "policy/env_plan.hpp"
 #include "profile/loader.hpp"
 #include "sandbox/spawn.hpp"
@@ -31,12 +36,20 @@ HostFacts host_facts() {
   return h;
 }
 
-PlanContext plan_context(const std::string& name, const HostFacts& host) {
+PlanContext plan_context(const ProfileSpec& spec, const HostFacts& host) {
   PlanContext ctx;
   ctx.home = fs::path(host.home).lexically_normal();
   ctx.config_dir = config_dir();
+  ctx.data_dir = data_dir();
   ctx.runtime_dir = runtime_dir_path();
-  ctx.workspace_dir = ctx.runtime_dir / (name + ".ws");
+  ctx.workspace_dir = ctx.runtime_dir / (spec.name + ".ws");
+  if (spec.vault) ctx.always_hidden.push_back(spec.vault->cipherdir);
+  if (spec.posture == Posture::Human) {
+    ctx.control_socket = ctx.runtime_dir / (spec.name + ".sock");
+    std::error_code ec;
+    ctx.self_exe = fs::read_symlink("/proc/self/exe", ec);
+    if (spec.vault) ctx.vault_source = ctx.workspace_dir / "vault";
+  }
   return ctx;
 }
 
@@ -58,6 +71,14 @@ void mkdir_p_as_user(const fs::path& dir) {
 // Dirs the plan relies on that the user's own tree should hold before the session starts.
 void prepare_project(const ProfileSpec& spec) {
   if (spec.state_dir) mkdir_p_as_user(spec.dir / *spec.state_dir);
+  // The vault's mountpoint: an empty private dir on the host, where the plaintext appears
+  // inside the human posture's sessions only.
+  if (spec.vault && spec.posture == Posture::Human) {
+    mkdir_p_as_user(spec.vault->mountpoint.parent_path());
+    if (::mkdir(spec.vault->mountpoint.c_str(), 0700) != 0 && errno != EEXIST) {
+      throw SysError("create the vault mountpoint " + spec.vault->mountpoint.string());
+    }
+  }
   if (spec.posture == Posture::Agent && spec.home != "tmpfs") mkdir_p_as_user(spec.dir / spec.home);
   // Without a hooks dir an agent could create one the human posture's git would then run;
   // an existing (read-only) one closes that door.
@@ -86,7 +107,7 @@ std::string summarize(const std::vector<std::string>& cmd, const std::string& sh
 SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::string>& cmd,
                               bool verbose) {
   HostFacts host = host_facts();
-  PlanContext ctx = plan_context(spec.name, host);
+  PlanContext ctx = plan_context(spec, host);
   HostFs hostfs;
   SessionSpec ss;
   ss.plan = plan_mounts(spec, ctx, hostfs);
@@ -101,6 +122,11 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   std::vector<std::string> host_env;
   for (char** e = environ; *e; ++e) host_env.emplace_back(*e);
   ss.env = plan_env(spec, {host_env, host.home, host.user});
+  if (!ctx.control_socket.empty()) {
+    // `pw vault` inside a human session finds its workspace through these.
+    ss.env.push_back("PW_CONTROL_SOCKET=" + ctx.control_socket.string());
+    std::sort(ss.env.begin(), ss.env.end());
+  }
   fs::path project = resolve_path(hostfs, spec.dir, nullptr);
   std::error_code ec;
   fs::path cwd = fs::current_path(ec);
@@ -132,9 +158,21 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
     for (const auto& op : ss.plan.ops) std::fprintf(stderr, "pw: plan: %s\n", describe(op).c_str());
   }
   Joined ws = join_workspace(name, summarize(cmd, spec.shell));
+  if (spec.vault && spec.posture == Posture::Human && spec.vault->unlock == VaultUnlock::OnEnter) {
+    vault_unlock_on_enter(name);
+  }
   if (verbose) std::fprintf(stderr, "pw: joined workspace %s (staging %s)\n", name.c_str(), ws.stage.c_str());
   enter_workspace(ws);
   ss.newroot = ws.stage / "root";
+  // Cloned here, in the workspace's mount namespace, where the anchor lives; the session
+  // attaches the clone in its own namespace.
+  Fd vault_tree;
+  if (ws.vault_anchor && spec.posture == Posture::Human) {
+    vault_tree.reset(::open_tree(ws.vault_anchor.get(), "",
+                                 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
+    if (!vault_tree) throw SysError("clone the vault anchor");
+    ss.vault_tree = vault_tree.get();
+  }
   return run_session(ss, ws.conn.get());
 }
 

@@ -20,7 +20,7 @@ struct HostFacts {
 };
 HostFacts host_facts();
 
-PlanContext plan_context(const std::string& name, const HostFacts& host);
+PlanContext plan_context(const ProfileSpec& spec, const HostFacts& host);
 
 // Refuses settings this build cannot honour (throws Error naming the file and key).
 void check_runnable(const ProfileSpec& spec);

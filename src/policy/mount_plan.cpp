@@ -31,6 +31,7 @@ const char* to_string(OpKind k) {
     case OpKind::Proc: return "proc";
     case OpKind::Dev: return "dev";
     case OpKind::RemountRo: return "remount-ro";
+    case OpKind::Vault: return "vault";
   }
   return "?";
 }
@@ -123,7 +124,7 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   std::vector<fs::path> forced;
 
   auto add = [&](const fs::path& raw, Access access, const std::string& why,
-                 std::optional<fs::path> staging_source = std::nullopt) {
+                 std::optional<fs::path> staging_source = std::nullopt, bool pw_own = false) {
     std::vector<std::pair<fs::path, std::string>> met;
     fs::path path = resolve_path(view, raw, &met);
     for (auto& [at, text] : met) links.emplace(at, text);
@@ -132,7 +133,7 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
       // The lexical path too: a symlink elsewhere must not lead around the hide.
       if (path != raw.lexically_normal()) forced.push_back(raw.lexically_normal());
     }
-    Rule r{path, access, why, staging_source ? *staging_source : path};
+    Rule r{path, access, why, staging_source ? *staging_source : path, pw_own};
     auto [it, inserted] = rules.emplace(path, r);
     if (!inserted && strength(access) > strength(it->second.access)) it->second = r;
   };
@@ -184,14 +185,29 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   }
   add(ctx.config_dir, Access::Forced, "pw config dir (never visible in a session)");
   add(ctx.runtime_dir, Access::Forced, "pw runtime dir (never visible in a session)");
+  if (!ctx.data_dir.empty()) add(ctx.data_dir, Access::Forced, "pw data dir (vaults; never visible in a session)");
   for (const auto& p : ctx.always_hidden) add(p, Access::Forced, "vault cipherdir");
+  if (spec.posture == Posture::Human) {
+    if (spec.vault && !ctx.vault_source.empty()) {
+      add(spec.vault->mountpoint, Access::Staging,
+          "vault mountpoint: the plaintext appears here while unlocked (pw vault unlock)",
+          ctx.vault_source);
+    }
+    if (!ctx.control_socket.empty()) {
+      add(ctx.control_socket, Access::ReadWrite, "pw: this workspace's control socket (for pw vault)",
+          std::nullopt, true);
+    }
+    if (!ctx.self_exe.empty()) {
+      add(ctx.self_exe, Access::ReadOnly, "pw itself (for pw vault inside the session)", std::nullopt, true);
+    }
+  }
 
   // Nothing is re-exposed beneath a forced hide; /proc and /dev belong to pw.
   for (auto it = rules.begin(); it != rules.end();) {
     const fs::path& p = it->first;
     bool drop = false;
     for (const auto& f : forced) {
-      if (is_under(p, f) && p != f) drop = true;
+      if (is_under(p, f) && p != f && !it->second.pw_own) drop = true;
     }
     if (is_under(p, "/proc") || is_under(p, "/dev")) {
       plan.warnings.push_back(it->second.why + ": " + p.string() +
@@ -244,7 +260,9 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
         break;
       }
       case Access::Staging:
-        plan.ops.push_back({OpKind::BindRw, r->path, r->source, r->why});
+        plan.ops.push_back({!ctx.vault_source.empty() && r->source == ctx.vault_source ? OpKind::Vault
+                                                                                       : OpKind::BindRw,
+                            r->path, r->source, r->why});
         break;
       case Access::Hidden:
       case Access::Forced: {
@@ -312,7 +330,7 @@ std::string describe(const MountOp& op) {
   std::string s = to_string(op.kind);
   s.resize(11, ' ');
   s += op.target.string();
-  if (op.kind == OpKind::BindRo || op.kind == OpKind::BindRw) {
+  if (op.kind == OpKind::BindRo || op.kind == OpKind::BindRw || op.kind == OpKind::Vault) {
     if (op.source != op.target) s += "  <- " + op.source.string();
   } else if (op.kind == OpKind::Symlink) {
     s += "  -> " + op.source.string();

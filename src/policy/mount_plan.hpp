@@ -39,6 +39,7 @@ enum class OpKind {
   Proc,       // fresh procfs of the session's pid namespace
   Dev,        // minimal /dev: null zero full random urandom tty, devpts, shm, the devices list
   RemountRo,  // make the tmpfs at `target` read-only (after its children are in place)
+  Vault,      // attach the workspace's vault anchor (empty, or the plaintext while unlocked)
 };
 
 const char* to_string(Access);
@@ -49,6 +50,7 @@ struct Rule {
   Access access;
   std::string why;              // the profile entry or built-in reason that made it
   std::filesystem::path source; // host path to bind; equals `path` except for Staging
+  bool pw_own = false;          // pw's own exposure (control socket, pw itself): survives forced hides
 };
 
 struct MountOp {
@@ -64,7 +66,14 @@ struct PlanContext {
   std::filesystem::path config_dir;     // pw's config dir: always hidden
   std::filesystem::path runtime_dir;    // pw's runtime dir: always hidden
   std::filesystem::path workspace_dir;  // this workspace's staging dir (has tmp/, home/)
+  std::filesystem::path data_dir;       // pw's data dir (vault cipherdirs): always hidden
   std::vector<std::filesystem::path> always_hidden;  // more forced hides (vault cipherdirs)
+  // Human posture only: the workspace's control socket and pw itself, each at its own path
+  // (so `pw vault` works inside the session), and the vault's mountpoint, bound from the
+  // workspace's shared vault dir (empty while locked). Empty paths: not planned.
+  std::filesystem::path control_socket;
+  std::filesystem::path self_exe;
+  std::filesystem::path vault_source;  // <workspace_dir>/vault
 };
 
 struct MountPlan {

@@ -35,7 +35,8 @@ const std::map<std::string, std::vector<std::string>> kKeys = {
     {"walls", {"seccomp", "allow_userns", "allow_io_uring", "landlock"}},
 };
 
-const std::vector<std::string> kReservedEnv = {"PW_PROFILE", "PW_POSTURE", "PW_PROJECT_DIR"};
+const std::vector<std::string> kReservedEnv = {"PW_PROFILE", "PW_POSTURE", "PW_PROJECT_DIR",
+                                               "PW_CONTROL_SOCKET"};
 
 const char* type_name(toml::node_type t) {
   switch (t) {
@@ -241,6 +242,12 @@ Presence presence(const fs::path& p) {
   return Presence::Present;
 }
 
+// True when `p` is `base` or lies beneath it (both absolute and lexically normal).
+bool is_under_or_equal(const fs::path& p, const fs::path& base) {
+  auto rel = p.lexically_relative(base);
+  return !rel.empty() && *rel.begin() != "..";
+}
+
 bool is_executable_file(const fs::path& p) {
   std::error_code ec;
   return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
@@ -258,9 +265,6 @@ void refuse_not_yet_supported(const ProfileSpec& spec, const Reader& r) {
   }
   if (spec.ssh_agent == SshAgentMode::Forward) {
     throw ProfileError(r.where("ssh_agent.mode"), "ssh_agent.mode = \"forward\"", later);
-  }
-  if (spec.vault && spec.posture == Posture::Human) {
-    throw ProfileError(r.where("vault"), "[vault]", later);
   }
   if (spec.landlock == LandlockMode::Required) {
     throw ProfileError(r.where("walls.landlock"), "walls.landlock = \"required\"", later);
@@ -501,9 +505,36 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
     for (const char* key : {"cipherdir", "mountpoint"}) {
       auto v = r.get_string(vault, "vault", key);
       if (!v) r.fail(vw, std::string("vault.") + key, "required key is missing");
-      const fs::path p =
-          r.abs_path({*v, r.where(std::string("vault.") + key), std::string("vault.") + key});
+      const std::string k = std::string("vault.") + key;
+      // The mountpoint may be given relative to the project dir (".vault").
+      const std::string& raw = *v;
+      fs::path p;
+      if (std::string_view(key) == "mountpoint" && !raw.empty() && raw[0] != '/' && raw[0] != '~' &&
+          raw[0] != '$') {
+        std::string err;
+        auto rel = profile_detail::project_relative(raw, false, err);
+        if (!rel) r.fail(r.where(k), k, err);
+        p = profile_detail::normalise(spec.dir / *rel);
+      } else {
+        p = r.abs_path({raw, r.where(k), k});
+      }
       (std::string_view(key) == "cipherdir" ? vs.cipherdir : vs.mountpoint) = p;
+    }
+    // The agent posture sees the project dir: ciphertext there could be read or tampered
+    // with, so the cipherdir lives outside it. The mountpoint must not be the project itself
+    // or sit inside the cipherdir.
+    if (!spec.dir.empty() && is_under_or_equal(vs.cipherdir, spec.dir)) {
+      r.fail(r.where("vault.cipherdir"), "vault.cipherdir",
+             "must be outside the project dir " + spec.dir.string() +
+                 " (the agent posture can read the project); the default is ~/.local/share/pw/vaults/" +
+                 spec.name);
+    }
+    if (is_under_or_equal(spec.dir, vs.mountpoint)) {
+      r.fail(r.where("vault.mountpoint"), "vault.mountpoint",
+             "must be a dir inside the project (or elsewhere), not the project dir or one of its parents");
+    }
+    if (is_under_or_equal(vs.mountpoint, vs.cipherdir) || is_under_or_equal(vs.cipherdir, vs.mountpoint)) {
+      r.fail(r.where("vault.mountpoint"), "vault.mountpoint", "must not overlap vault.cipherdir");
     }
     if (auto v = r.get_enum<VaultUnlock>(
             vault, "vault", "unlock",

@@ -24,6 +24,10 @@ class ProfileError : public Error {
 // $XDG_CONFIG_HOME/pw if XDG_CONFIG_HOME is set and absolute, else $HOME/.config/pw.
 std::filesystem::path config_dir();
 
+// pw's data dir: $XDG_DATA_HOME/pw, default ~/.local/share/pw. Vault cipherdirs live in
+// its vaults/ subdir by default; no session of any posture ever sees it.
+std::filesystem::path data_dir();
+
 // True if NAME may name a profile: [A-Za-z0-9][A-Za-z0-9._-]*.
 bool valid_profile_name(std::string_view name);
 

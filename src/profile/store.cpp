@@ -37,6 +37,20 @@ fs::path config_dir() {
   throw Error("cannot find pw's config dir: neither XDG_CONFIG_HOME nor HOME is set");
 }
 
+fs::path data_dir() {
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && x[0] == '/') {
+    return profile_detail::normalise(fs::path(x) / "pw");
+  }
+  if (const char* h = std::getenv("HOME"); h && h[0] == '/') {
+    return profile_detail::normalise(fs::path(h) / ".local" / "share" / "pw");
+  }
+  struct passwd* pw = ::getpwuid(::getuid());
+  if (pw && pw->pw_dir && pw->pw_dir[0] == '/') {
+    return profile_detail::normalise(fs::path(pw->pw_dir) / ".local" / "share" / "pw");
+  }
+  throw Error("cannot find pw's data dir: neither XDG_DATA_HOME nor HOME is set");
+}
+
 std::vector<std::string> list_profiles() {
   std::vector<std::string> out;
   std::error_code ec;
@@ -319,6 +333,8 @@ std::vector<fs::path> create_profiles(const NewProfileOptions& opts) {
   }
   for (auto* text : {&human, &agent}) {
     replace_line(*text, "@OTHER_PROJECTS@", siblings);
+    replace_all(*text, "@VAULT@",
+                profile_detail::toml_basic_escape(display_path(data_dir() / "vaults" / name)));
     replace_all(*text, "@NAME@", name);
     replace_all(*text, "@DIR@", profile_detail::toml_basic_escape(display_path(dir)));
     replace_all(*text, "@SHELL@", profile_detail::toml_basic_escape(escape_dollars(shell)));

@@ -171,7 +171,7 @@ void build_dev(int root, const DevOptions& dev) {
 
 }  // namespace
 
-void build_root(const fs::path& newroot, const MountPlan& plan, const DevOptions& dev) {
+void build_root(const fs::path& newroot, const MountPlan& plan, const DevOptions& dev, int vault_tree) {
   {
     Fd mnt = new_fs("tmpfs", {{"mode", "0755"}}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, "/");
     Fd t(::open(newroot.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -219,6 +219,19 @@ void build_root(const fs::path& newroot, const MountPlan& plan, const DevOptions
                  false, op.target);
         Fd t = ensure_target(root.get(), op.target, false);
         attach(m.get(), t.get(), op.target);
+        break;
+      }
+      case OpKind::Vault: {
+        if (vault_tree < 0) break;
+        Fd t = ensure_target(root.get(), op.target, true);
+        attach(vault_tree, t.get(), op.target);
+        // Mounts and unmounts flow from the workspace into the session, never back.
+        struct mount_attr attr {};
+        attr.propagation = MS_SLAVE;
+        if (::mount_setattr(vault_tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) {
+          throw SysError("make the vault mount a slave at " + op.target.string());
+        }
+        set_attr(vault_tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true, op.target);
         break;
       }
       case OpKind::Symlink:

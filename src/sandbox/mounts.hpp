@@ -20,7 +20,10 @@ struct DevOptions {
 
 // Mounts a fresh tmpfs on `newroot` and applies `plan` below it. Throws SysError naming the
 // operation that failed.
-void build_root(const std::filesystem::path& newroot, const MountPlan& plan, const DevOptions& dev);
+// `vault_tree`: a detached clone of the workspace's vault anchor (see VaultHost), attached
+// at the Vault op's target as a slave; -1 leaves that mountpoint as the host has it.
+void build_root(const std::filesystem::path& newroot, const MountPlan& plan, const DevOptions& dev,
+                int vault_tree = -1);
 
 // chdir into `newroot`, make it `/`, and detach the old root.
 void enter_root(const std::filesystem::path& newroot);

@@ -97,7 +97,7 @@ void reset_signals() {
       throw SysError("make mounts private");
     }
     if (spec.new_net) bring_up_loopback();
-    build_root(spec.newroot, spec.plan, spec.dev);
+    build_root(spec.newroot, spec.plan, spec.dev, spec.vault_tree);
     if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0) {
       throw SysError("set hostname");
     }

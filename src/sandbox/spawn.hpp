@@ -29,6 +29,7 @@ struct SessionSpec {
   bool new_ipc = true;
   seccomp::Program seccomp;
   bool verbose = false;
+  int vault_tree = -1;  // detached clone of the workspace's vault anchor (human posture)
 };
 
 // Runs a session to completion from a process that is root in the workspace's user

@@ -81,8 +81,10 @@ Joined join_workspace(const std::string& name, const std::string& summary) {
       std::string reply;
       std::vector<Fd> fds;
       if (proto::recv(conn.get(), reply, &fds)) {
-        if (reply.rfind("ok ", 0) == 0 && fds.size() == 2) {
-          return Joined{std::move(conn), std::move(fds[0]), std::move(fds[1]), reply.substr(3)};
+        if (reply.rfind("ok ", 0) == 0 && (fds.size() == 2 || fds.size() == 3)) {
+          Joined j{std::move(conn), std::move(fds[0]), std::move(fds[1]), reply.substr(3), Fd()};
+          if (fds.size() == 3) j.vault_anchor = std::move(fds[2]);
+          return j;
         }
         throw Error("workspace '" + name + "' refused the session: " + reply);
       }
@@ -99,6 +101,46 @@ void enter_workspace(const Joined& ws) {
   if (::setns(ws.mntns.get(), CLONE_NEWNS) != 0) throw SysError("join the workspace's mount namespace");
 }
 
+Fd connect_workspace(const std::string& name, const fs::path& socket) {
+  fs::path path = socket.empty() ? workspace_paths(name).sock : socket;
+  Fd conn = connect_to(path);
+  if (!conn) return conn;
+  // The peer must be a process of ours: anyone else's socket at this path is an impostor.
+  if (proto::peer_uid(conn.get()) != ::getuid()) {
+    throw Error(path.string() + " is served by another user; refusing to talk to it");
+  }
+  return conn;
+}
+
+WorkspaceInfo parse_workspace_info(const std::string& reply) {
+  WorkspaceInfo w;
+  std::istringstream in(reply);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream l(line);
+    std::string kind;
+    l >> kind;
+    if (kind == "ok") {
+      std::string word, pid, st, extra;
+      l >> word >> w.name >> pid >> st;
+      if (pid.rfind("pid=", 0) == 0) w.supervisor_pid = std::stol(pid.substr(4));
+      if (st.rfind("started=", 0) == 0) w.started = std::stol(st.substr(8));
+      while (l >> extra) {
+        if (extra.rfind("vault=", 0) == 0) w.vault = extra.substr(6);
+      }
+    } else if (kind == "session") {
+      SessionInfo s;
+      std::string pid, st;
+      l >> pid >> st;
+      if (pid.rfind("pid=", 0) == 0) s.pid = std::stol(pid.substr(4));
+      if (st.rfind("started=", 0) == 0) s.started = std::stol(st.substr(8));
+      std::getline(l >> std::ws, s.summary);
+      w.sessions.push_back(s);
+    }
+  }
+  return w;
+}
+
 std::vector<WorkspaceInfo> list_workspaces() {
   std::vector<WorkspaceInfo> out;
   fs::path dir = runtime_dir();
@@ -111,28 +153,7 @@ std::vector<WorkspaceInfo> list_workspaces() {
       proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " ps");
       std::string reply;
       if (!proto::recv(conn.get(), reply) || reply.rfind("ok ", 0) != 0) continue;
-      WorkspaceInfo w;
-      std::istringstream in(reply);
-      std::string line;
-      while (std::getline(in, line)) {
-        std::istringstream l(line);
-        std::string kind;
-        l >> kind;
-        if (kind == "ok") {
-          std::string word, pid, st;
-          l >> word >> w.name >> pid >> st;
-          w.supervisor_pid = std::stol(pid.substr(4));
-          w.started = std::stol(st.substr(8));
-        } else if (kind == "session") {
-          SessionInfo s;
-          std::string pid, st;
-          l >> pid >> st;
-          s.pid = std::stol(pid.substr(4));
-          s.started = std::stol(st.substr(8));
-          std::getline(l >> std::ws, s.summary);
-          w.sessions.push_back(s);
-        }
-      }
+      WorkspaceInfo w = parse_workspace_info(reply);
       out.push_back(w);
     } catch (const std::exception&) {
     }

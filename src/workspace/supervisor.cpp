@@ -18,10 +18,12 @@
 #include <map>
 #include <sstream>
 
+#include "profile/loader.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
 #include "workspace/protocol.hpp"
 #include "workspace/runtime.hpp"
+#include "workspace/vault_host.hpp"
 #include "workspace/workspace.hpp"
 
 namespace fs = std::filesystem;
@@ -72,9 +74,12 @@ void populate_stage(const fs::path& stage) {
   }
 }
 
-std::string ps_reply(const std::string& name, long started, const std::map<int, Client>& clients) {
+std::string ps_reply(const std::string& name, long started, const std::map<int, Client>& clients,
+                     const VaultHost& vault) {
   std::ostringstream out;
-  out << "ok workspace " << name << " pid=" << ::getpid() << " started=" << started << "\n";
+  out << "ok workspace " << name << " pid=" << ::getpid() << " started=" << started;
+  if (vault.configured()) out << " vault=" << to_string(vault.state());
+  out << "\n";
   for (const auto& [fd, c] : clients) {
     if (!c.is_session) continue;
     out << "session pid=" << c.info.pid << " started=" << c.info.started << " " << c.info.summary << "\n";
@@ -96,12 +101,23 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   long started = static_cast<long>(::time(nullptr));
   WorkspacePaths paths = workspace_paths(name);
   Fd listener, userns, mntns;
+  // The vault's settings are read once, as the user, before entering the namespace.
+  fs::path cipherdir;
+  try {
+    ProfileSpec spec = load_profile(name);
+    if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pw: workspace %s: %s\n", name.c_str(), e.what());
+    return 1;
+  }
+  VaultHost vault(name, cipherdir, paths.stage / "vault");
   try {
     make_stage(paths.stage);
     enter_user_namespace_as_root(CLONE_NEWNS);
     // Mount events flow from the host into the workspace, never back.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) throw SysError("make mounts slave");
     populate_stage(paths.stage);
+    if (vault.configured()) vault.prepare();
     // After the id maps are written: nothing of this process may be read through ptrace or
     // /proc by other processes of the user, and no core dump.
     ::prctl(PR_SET_DUMPABLE, 0);
@@ -127,12 +143,17 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     std::vector<struct pollfd> fds;
     fds.push_back({listener.get(), POLLIN, 0});
     for (const auto& [fd, c] : clients) fds.push_back({fd, POLLIN, 0});
+    const size_t first_vault = fds.size();
+    for (int fd : vault.fds()) fds.push_back({fd, POLLIN, 0});
     int timeout = had_session ? -1 : kIdleTimeoutMs;
     int r = ::poll(fds.data(), fds.size(), timeout);
     if (r < 0 && errno == EINTR) continue;
     if (r == 0 && !had_session) break;
 
-    for (size_t i = 1; i < fds.size(); ++i) {
+    for (size_t i = first_vault; i < fds.size(); ++i) {
+      if (fds[i].revents) vault.on_ready(fds[i].fd);
+    }
+    for (size_t i = 1; i < first_vault; ++i) {
       if (!fds[i].revents) continue;
       Client& c = clients[fds[i].fd];
       std::string msg;
@@ -151,7 +172,8 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
           // The user appears as our euid inside this namespace; anyone else does not.
           if (proto::peer_uid(conn.get()) != ::geteuid()) throw Error("peer of another uid");
           std::string hello;
-          if (!proto::recv(conn.get(), hello)) throw Error("no hello");
+          std::vector<Fd> passed;
+          if (!proto::recv(conn.get(), hello, &passed)) throw Error("no hello");
           std::istringstream in(hello);
           std::string word, kind;
           int version = 0;
@@ -164,13 +186,29 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
             c.info.pid = proto::peer_pid(conn.get());
             c.info.started = static_cast<long>(::time(nullptr));
             std::getline(in >> std::ws, c.info.summary);
-            proto::send(conn.get(), "ok " + paths.stage.string(), {userns.get(), mntns.get()});
+            std::vector<int> give = {userns.get(), mntns.get()};
+            if (vault.anchor_fd() >= 0) give.push_back(vault.anchor_fd());
+            proto::send(conn.get(), "ok " + paths.stage.string(), give);
             int fd = conn.get();
             c.fd = std::move(conn);
             clients.emplace(fd, std::move(c));
             had_session = true;
           } else if (kind == "ps") {
-            proto::send(conn.get(), ps_reply(name, started, clients));
+            proto::send(conn.get(), ps_reply(name, started, clients, vault));
+          } else if (kind == "vault") {
+            std::string op;
+            in >> op;
+            if (op == "unlock") {
+              vault.begin_unlock(passed.empty() ? Fd() : std::move(passed[0]), std::move(conn));
+            } else if (op == "lock") {
+              vault.lock();
+              proto::send(conn.get(), "ok locked");
+            } else if (op == "status") {
+              proto::send(conn.get(), vault.configured() ? ps_reply(name, started, clients, vault)
+                                                         : "error this profile has no [vault]");
+            } else {
+              proto::send(conn.get(), "error unknown vault request");
+            }
           } else {
             proto::send(conn.get(), "error unknown request");
           }
@@ -183,6 +221,8 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     for (const auto& [fd, c] : clients) any_session |= c.is_session;
     if (had_session && !any_session) break;
   }
+  // Last session gone: the plaintext goes with it, and the key.
+  vault.lock();
 
   // Remove the socket only if it is still ours; a successor may have replaced it.
   struct stat now {};

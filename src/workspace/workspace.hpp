@@ -16,6 +16,7 @@ struct Joined {
   Fd userns;  // the workspace's user namespace (we are root in it)
   Fd mntns;   // the workspace's mount namespace
   std::filesystem::path stage;  // staging dir as seen inside the workspace
+  Fd vault_anchor;              // O_PATH fd of the vault anchor, when the profile has a vault
 };
 
 // Connects to the workspace of profile `name`, starting its supervisor if none runs.
@@ -34,11 +35,19 @@ struct WorkspaceInfo {
   std::string name;
   long supervisor_pid = 0;
   long started = 0;
+  std::string vault;  // "locked", "unlocking", "unlocked", or empty: no vault
   std::vector<SessionInfo> sessions;
 };
 
 // Every live workspace of this user (stale sockets are skipped).
 std::vector<WorkspaceInfo> list_workspaces();
+
+// Connects to the running workspace `name` (never starts one); an empty Fd if none runs.
+// `socket` overrides where to look (inside a session: $PW_CONTROL_SOCKET).
+Fd connect_workspace(const std::string& name, const std::filesystem::path& socket = {});
+
+// Parses a "ps"/"vault status" reply.
+WorkspaceInfo parse_workspace_info(const std::string& reply);
 
 // The supervisor's main (the hidden `pw __supervise NAME LOCKFD READYFD`).
 int supervisor_main(const std::string& name, int lock_fd, int ready_fd);

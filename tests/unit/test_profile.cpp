@@ -432,8 +432,6 @@ TEST_CASE("profile: features not yet supported are parsed, then refused", "[prof
         "p.toml:4:8: ssh_agent.mode = \"forward\": not yet supported by this version of pw");
   CHECK(w.error(w.doc("[walls]\nlandlock = \"required\"\n")) ==
         "p.toml:4:12: walls.landlock = \"required\": not yet supported by this version of pw");
-  CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/.vault\"\nmountpoint = \"~/secrets\"\n")) ==
-        "p.toml:3:1: [vault]: not yet supported by this version of pw");
   // Type errors inside them still come first.
   CHECK(w.error(w.doc("[vault]\ncipherdir = 1\nmountpoint = \"~/m\"\n")) ==
         "p.toml:4:13: vault.cipherdir: expected a string, got an integer");
@@ -487,14 +485,14 @@ M = "$HOME"
     // And it is plain TOML.
     CHECK_NOTHROW(toml::parse(text));
   }
-  // A vault (human posture, once supported) is rendered too.
+  // A vault (human posture) is rendered too.
   ProfileSpec v = w.parse(w.doc());
   v.vault = VaultSpec{w.home / ".vault", w.home / "secrets", VaultUnlock::OnEnter};
   const std::string vt = render_profile(v);
   CHECK(vt.find("[vault]\ncipherdir = \"" + (w.home / ".vault").string() + "\"\nmountpoint = \"" +
                 (w.home / "secrets").string() + "\"\nunlock = \"on-enter\"\n") !=
         std::string::npos);
-  CHECK(w.error(vt).ends_with("[vault]: not yet supported by this version of pw"));
+  CHECK(parse_profile(vt, "rendered.toml", "okb").same_settings(v));
 
   // A rendered spec differs when a setting does.
   ProfileSpec a = w.parse(w.doc());
@@ -733,4 +731,28 @@ TEST_CASE("profile: pwrap-style configs load unchanged", "[profile]") {
   CHECK(a.state_dir == ".claude-okb");
   CHECK(a.whitelist.at(0).path == w.home / ".pyenv");
   CHECK(a.same_settings(parse_profile(render_profile(a), "r.toml", "okb-llm")));
+}
+
+TEST_CASE("profile: [vault] paths", "[profile][vault]") {
+  World w;
+  const fs::path proj = w.home / "projects" / "okb";
+  // The mountpoint may be relative to the project dir; the cipherdir is expanded.
+  const ProfileSpec s =
+      w.parse(w.doc("[vault]\ncipherdir = \"~/.local/share/pw/vaults/okb\"\nmountpoint = \".vault\"\n"));
+  REQUIRE(s.vault);
+  CHECK(s.vault->mountpoint == proj / ".vault");
+  CHECK(s.vault->cipherdir == w.home / ".local/share/pw/vaults/okb");
+  CHECK(s.vault->unlock == VaultUnlock::Manual);
+  CHECK(w.parse(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"sub/dir/\"\nunlock = \"on-enter\"\n"))
+            .vault->unlock == VaultUnlock::OnEnter);
+  // Refused: ciphertext in the project (the agent posture reads it), a mountpoint that is the
+  // project or a parent of it, overlapping dirs, a relative path escaping the project.
+  CHECK(w.error(w.doc("[vault]\ncipherdir = \"" + (proj / "enc").string() + "\"\nmountpoint = \".vault\"\n"))
+            .find("vault.cipherdir: must be outside the project dir") != std::string::npos);
+  CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"~/projects\"\n"))
+            .find("p.toml:5:14: vault.mountpoint: must be a dir inside the project") == 0);
+  CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"~/v/plain\"\n")) ==
+        "p.toml:5:14: vault.mountpoint: must not overlap vault.cipherdir");
+  CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"../up\"\n")).find("vault.mountpoint") !=
+        std::string::npos);
 }

@@ -1,0 +1,308 @@
+#include "cli/vault_cmd.hpp"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <filesystem>
+#include <fusevault/vault.hpp>
+#include <optional>
+
+#include "profile/loader.hpp"
+#include "util/error.hpp"
+#include "workspace/protocol.hpp"
+#include "workspace/workspace.hpp"
+
+namespace fs = std::filesystem;
+
+namespace pw {
+namespace {
+
+constexpr int kTerminalTries = 3;
+
+struct Target {
+  std::string name;
+  fs::path socket;  // empty: the host's runtime dir
+  bool in_session = false;
+  std::optional<ProfileSpec> spec;
+};
+
+void check_vault_profile(const ProfileSpec& spec) {
+  if (spec.posture == Posture::Agent) {
+    std::string human = spec.name;
+    if (human.size() > 4 && human.ends_with("-llm")) human.resize(human.size() - 4);
+    throw Error("profile '" + spec.name + "' is an agent profile: the agent posture never gets a vault " +
+                "(the project's vault belongs to its human profile, e.g. '" + human + "')");
+  }
+  if (!spec.vault) {
+    throw Error("profile '" + spec.name + "' has no [vault] section (" + spec.file.string() +
+                "); add one, e.g.\n  [vault]\n  cipherdir = \"~/.local/share/pw/vaults/" + spec.name +
+                "\"\n  mountpoint = \".vault\"");
+  }
+}
+
+// NAME, or inside a human session the session's own profile. `host_only`: the command needs
+// the profile and the cipherdir, which no session can see.
+Target resolve(const std::string& name, bool host_only) {
+  const char* ctl = std::getenv("PW_CONTROL_SOCKET");
+  const char* prof = std::getenv("PW_PROFILE");
+  const bool in_session = ctl && *ctl && prof && *prof;
+  Target t;
+  t.name = !name.empty() ? name : (in_session ? prof : "");
+  if (t.name.empty()) {
+    throw Error("which vault? name the profile (pw vault ... NAME); inside a human session the "
+                "session's own profile is the default");
+  }
+  if (in_session) {
+    if (t.name != prof) {
+      throw Error("inside a session of '" + std::string(prof) + "' only its own vault can be managed");
+    }
+    if (host_only) {
+      throw Error("run this on the host, outside the session: the vault's encrypted files are "
+                  "hidden inside every session");
+    }
+    t.socket = ctl;
+    t.in_session = true;
+    return t;
+  }
+  t.spec = load_profile(t.name);
+  check_vault_profile(*t.spec);
+  return t;
+}
+
+bool vault_exists(const fs::path& cipherdir) {
+  struct stat st;
+  return ::stat((cipherdir / "fusevault.conf").c_str(), &st) == 0;
+}
+
+fs::path config_file(const fs::path& cipherdir) { return cipherdir / "fusevault.conf"; }
+
+fusevault::KdfParams kdf_params(const KdfChoice& k) {
+  fusevault::KdfParams p = fusevault::default_kdf();
+  if (k.ops) p.opslimit = k.ops;
+  if (k.mem_mib) p.memlimit = k.mem_mib << 20;
+  fusevault::KdfParams floor = fusevault::minimum_kdf();
+  if (p.opslimit < floor.opslimit || p.memlimit < floor.memlimit) {
+    throw Error("--kdf-ops/--kdf-mem-mib below the minimum (" + std::to_string(floor.opslimit) +
+                " passes, " + std::to_string(floor.memlimit >> 20) + " MiB)");
+  }
+  return p;
+}
+
+fusevault::SecureBytes read_once(const PassSource& src, const std::string& prompt) {
+  if (src.fd >= 0) return fusevault::read_passphrase_fd(src.fd);
+  if (!src.file.empty()) return fusevault::read_passphrase_file(src.file);
+  return fusevault::read_passphrase_tty(prompt.c_str());
+}
+
+// A new passphrase: asked twice on a terminal.
+fusevault::SecureBytes read_new(const PassSource& src, const std::string& what) {
+  fusevault::SecureBytes a = read_once(src, "New passphrase for " + what + ": ");
+  if (!src.from_terminal()) return a;
+  fusevault::SecureBytes b = fusevault::read_passphrase_tty(("Repeat it: "));
+  if (a.size() != b.size() || sodium_memcmp(a.data(), b.data(), a.size()) != 0) {
+    throw Error("the two passphrases differ; nothing changed");
+  }
+  return a;
+}
+
+Fd connect_target(const Target& t) { return connect_workspace(t.name, t.socket); }
+
+std::string request(const Target& t, const std::string& what, const std::vector<int>& fds = {}) {
+  Fd conn = connect_target(t);
+  if (!conn) return {};
+  proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " " + what, fds);
+  std::string reply;
+  if (!proto::recv(conn.get(), reply)) throw Error("the workspace of '" + t.name + "' closed the connection");
+  return reply;
+}
+
+// Hands the passphrase to the supervisor through a pipe: it never sits in a message buffer
+// of ours or the supervisor's, only in the pipe until the vault server reads it.
+std::string send_unlock(const Target& t, const fusevault::SecureBytes& pass) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw SysError("pipe");
+  Fd r(p[0]), w(p[1]);
+  const char nl = '\n';
+  if (::write(w.get(), pass.data(), pass.size()) != static_cast<ssize_t>(pass.size()) ||
+      ::write(w.get(), &nl, 1) != 1) {
+    throw SysError("pass the passphrase on");
+  }
+  w.reset();
+  return request(t, "vault unlock", {r.get()});
+}
+
+[[noreturn]] void not_running(const Target& t) {
+  throw Error("the workspace of '" + t.name + "' is not running: the vault opens only inside it. " +
+              "Start it with `pw " + t.name + "`, then unlock from inside or from here" +
+              " (with [vault] unlock = \"on-enter\" it asks when the first session starts)");
+}
+
+// Returns true when unlocked.
+bool unlock(const Target& t, const PassSource& src) {
+  const int tries = src.from_terminal() ? kTerminalTries : 1;
+  for (int i = 1; i <= tries; ++i) {
+    fusevault::SecureBytes pass = read_once(src, "Passphrase for the vault of " + t.name + ": ");
+    std::string reply = send_unlock(t, pass);
+    pass.wipe();
+    if (reply.empty()) not_running(t);
+    if (reply.rfind("ok", 0) == 0) return true;
+    std::string msg = reply.rfind("error ", 0) == 0 ? reply.substr(6) : reply;
+    if (msg.rfind("wrong-passphrase: ", 0) == 0) {
+      std::fprintf(stderr, "pw: %s%s\n", msg.substr(18).c_str(),
+                   i < tries ? "; try again" : "");
+      if (i < tries) continue;
+      throw Error("vault of '" + t.name + "' stays locked: wrong passphrase");
+    }
+    throw Error("vault of '" + t.name + "' stays locked: " + msg);
+  }
+  return false;
+}
+
+}  // namespace
+
+int vault_init(const std::string& name, const PassSource& pass, const KdfChoice& kdf) {
+  Target t = resolve(name, true);
+  const VaultSpec& v = *t.spec->vault;
+  fusevault::KdfParams params = kdf_params(kdf);
+  if (vault_exists(v.cipherdir)) {
+    throw Error("a vault already exists at " + v.cipherdir.string() +
+                "; nothing changed (pw vault passwd " + t.name + " changes its passphrase)");
+  }
+  std::error_code ec;
+  if (fs::exists(v.cipherdir, ec) && !fs::is_empty(v.cipherdir, ec)) {
+    throw Error(v.cipherdir.string() + " exists and is not empty; nothing changed");
+  }
+  fusevault::SecureBytes p = read_new(pass, "the vault of " + t.name);
+  bool created = false;
+  if (!fs::exists(v.cipherdir, ec)) {
+    fs::path parent = v.cipherdir.parent_path();
+    fs::create_directories(parent, ec);
+    if (ec) throw Error("cannot create " + parent.string() + ": " + ec.message());
+    if (::mkdir(v.cipherdir.c_str(), 0700) != 0) throw SysError("create " + v.cipherdir.string());
+    created = true;
+  }
+  try {
+    fusevault::Vault::create(v.cipherdir.string(), p, params);
+  } catch (const std::exception& e) {
+    if (created) fs::remove_all(v.cipherdir, ec);
+    throw Error("cannot create the vault at " + v.cipherdir.string() + ": " + e.what());
+  }
+  if (::mkdir(v.mountpoint.c_str(), 0700) != 0 && errno != EEXIST) {
+    std::fprintf(stderr, "pw: warning: cannot create the mountpoint %s: %s\n", v.mountpoint.c_str(),
+                 std::strerror(errno));
+  }
+  std::printf("created the vault of %s\n  encrypted files: %s (never visible in any session)\n"
+              "  plaintext at:    %s, inside `pw %s` sessions, after `pw vault unlock %s`\n",
+              t.name.c_str(), v.cipherdir.c_str(), v.mountpoint.c_str(), t.name.c_str(), t.name.c_str());
+  return 0;
+}
+
+int vault_passwd(const std::string& name, const PassSource& old_pass, const PassSource& new_pass,
+                 const KdfChoice& kdf) {
+  Target t = resolve(name, true);
+  const VaultSpec& v = *t.spec->vault;
+  if (!vault_exists(v.cipherdir)) {
+    throw Error("no vault at " + v.cipherdir.string() + ": create it with pw vault init " + t.name);
+  }
+  fusevault::SecureBytes oldp = read_once(old_pass, "Current passphrase for the vault of " + t.name + ": ");
+  fusevault::SecureBytes newp = read_new(new_pass, "the vault of " + t.name);
+  std::optional<fusevault::KdfParams> params;
+  if (kdf.ops || kdf.mem_mib) params = kdf_params(kdf);
+  try {
+    fusevault::Vault::change_passphrase(v.cipherdir.string(), oldp, newp, params ? &*params : nullptr);
+  } catch (const fusevault::WrongPassphrase&) {
+    throw Error("wrong passphrase for the vault at " + v.cipherdir.string() + "; nothing changed");
+  } catch (const fusevault::VaultError& e) {
+    throw Error(config_file(v.cipherdir).string() + ": " + e.what() + "; nothing changed");
+  }
+  std::printf("changed the passphrase of the vault of %s (the data was not re-encrypted)\n", t.name.c_str());
+  return 0;
+}
+
+int vault_unlock(const std::string& name, const PassSource& pass) {
+  Target t = resolve(name, false);
+  if (t.spec && !vault_exists(t.spec->vault->cipherdir)) {
+    throw Error("no vault at " + t.spec->vault->cipherdir.string() + ": create it with pw vault init " + t.name);
+  }
+  std::string status = request(t, "vault status");
+  if (status.empty()) not_running(t);
+  WorkspaceInfo w = parse_workspace_info(status);
+  if (w.vault == "unlocked") {
+    std::printf("%s: already unlocked\n", t.name.c_str());
+    return 0;
+  }
+  unlock(t, pass);
+  std::printf("%s: unlocked%s\n", t.name.c_str(),
+              t.spec ? (", at " + t.spec->vault->mountpoint.string() + " inside its sessions").c_str() : "");
+  return 0;
+}
+
+int vault_lock(const std::string& name) {
+  Target t = resolve(name, false);
+  std::string reply = request(t, "vault lock");
+  if (reply.empty()) {
+    std::printf("%s: locked (its workspace is not running)\n", t.name.c_str());
+    return 0;
+  }
+  if (reply.rfind("ok", 0) != 0) throw Error("vault of '" + t.name + "': " + reply);
+  std::printf("%s: locked\n", t.name.c_str());
+  return 0;
+}
+
+int vault_status(const std::string& name) {
+  Target t = resolve(name, false);
+  if (t.spec) {
+    const VaultSpec& v = *t.spec->vault;
+    std::printf("vault of %s\n  encrypted files: %s%s\n  mountpoint:      %s\n  unlock:          %s\n",
+                t.name.c_str(), v.cipherdir.c_str(),
+                vault_exists(v.cipherdir) ? "" : " (none yet: pw vault init)", v.mountpoint.c_str(),
+                to_string(v.unlock));
+  }
+  std::string reply = request(t, "vault status");
+  if (reply.empty()) {
+    std::printf("  state:           locked (workspace not running)\n");
+    return 0;
+  }
+  if (reply.rfind("ok", 0) != 0) throw Error("vault of '" + t.name + "': " + reply);
+  WorkspaceInfo w = parse_workspace_info(reply);
+  std::printf("  state:           %s", w.vault.c_str());
+  if (w.vault == "unlocked") {
+    std::printf(", seen by %zu session(s):\n", w.sessions.size());
+    for (const auto& s : w.sessions) std::printf("    pid %-8ld %s\n", s.pid, s.summary.c_str());
+  } else {
+    std::printf(" (workspace running, %zu session(s))\n", w.sessions.size());
+  }
+  return 0;
+}
+
+void vault_unlock_on_enter(const std::string& name) {
+  try {
+    Target t;
+    t.name = name;
+    t.spec = load_profile(name);
+    if (!t.spec->vault || t.spec->vault->unlock != VaultUnlock::OnEnter) return;
+    if (!vault_exists(t.spec->vault->cipherdir)) {
+      std::fprintf(stderr, "pw: no vault yet at %s (create it with pw vault init %s)\n",
+                   t.spec->vault->cipherdir.c_str(), name.c_str());
+      return;
+    }
+    std::string status = request(t, "vault status");
+    if (parse_workspace_info(status).vault != "locked") return;
+    if (!::isatty(STDIN_FILENO)) {
+      std::fprintf(stderr, "pw: vault stays locked: no terminal to ask for the passphrase "
+                           "(pw vault unlock %s --passphrase-fd N)\n", name.c_str());
+      return;
+    }
+    unlock(t, PassSource{});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pw: %s\n", e.what());
+  }
+}
+
+}  // namespace pw
