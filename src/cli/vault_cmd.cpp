@@ -157,7 +157,7 @@ bool unlock(const Target& t, const PassSource& src) {
       std::fprintf(stderr, "pw: %s%s\n", msg.substr(18).c_str(),
                    i < tries ? "; try again" : "");
       if (i < tries) continue;
-      throw Error("vault of '" + t.name + "' stays locked: wrong passphrase");
+      throw Error("vault of '" + t.name + "' stays locked");
     }
     throw Error("vault of '" + t.name + "' stays locked: " + msg);
   }

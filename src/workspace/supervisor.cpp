@@ -94,6 +94,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   ::fcntl(lock.get(), F_SETFD, FD_CLOEXEC);
   ::fcntl(ready.get(), F_SETFD, FD_CLOEXEC);
   ::setsid();  // off the client's terminal: its Ctrl-C and hangup are not ours
+  ::prctl(PR_SET_NAME, "pw-supervisor");  // exec'd through /proc/self/exe, it would show as "exe"
   Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   ::dup2(devnull.get(), 0);
   ::dup2(devnull.get(), 1);

@@ -62,7 +62,13 @@ void write_all(int fd, const std::string& s) {
       fusevault::SecureBytes pass = fusevault::read_passphrase_fd(3);
       ::close(3);
       if (pass.empty()) throw fusevault::VaultError("empty passphrase");
-      vault = fusevault::Vault::open(cipherdir.string(), pass);
+      try {
+        vault = fusevault::Vault::open(cipherdir.string(), pass);
+      } catch (const fusevault::WrongPassphrase&) {
+        throw;
+      } catch (const std::exception& e) {
+        throw fusevault::VaultError((cipherdir / "fusevault.conf").string() + ": " + e.what());
+      }
     }  // the passphrase is wiped here
     fusevault::MountOptions opts;
     // allow_other inside the workspace's user namespace admits this namespace and the
@@ -74,15 +80,17 @@ void write_all(int fd, const std::string& s) {
     write_all(4, "ok\n");
     ::close(4);
     rc = server.run();
-  } catch (const fusevault::WrongPassphrase& e) {
-    write_all(4, std::string("wrong ") + e.what() + "\n");
+  } catch (const fusevault::WrongPassphrase&) {
+    // The config is authenticated as a whole: an edited byte reads as a wrong passphrase.
+    write_all(4, "wrong wrong passphrase (or " + (cipherdir / "fusevault.conf").string() +
+                     " was modified)\n");
     _exit(2);
   } catch (const std::exception& e) {
     std::string msg = e.what();
     for (char& c : msg) {
       if (c == '\n') c = ' ';
     }
-    write_all(4, "error " + msg + " (vault of " + workspace + " at " + cipherdir.string() + ")\n");
+    write_all(4, "error " + msg + " (vault of " + workspace + ")\n");
     _exit(1);
   }
   // The Server's destructor has unmounted and wiped the keys.

@@ -1,0 +1,352 @@
+// The vault in the human posture, as the unprivileged user with real namespaces and FUSE:
+// plaintext only inside the workspace's human sessions, gone on lock and on teardown.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "harness.hpp"
+
+namespace fs = std::filesystem;
+using it::World;
+
+namespace {
+
+const std::vector<std::string> kFastKdf = {"--kdf-ops", "1", "--kdf-mem-mib", "8"};
+
+bool workspace_running(const World& w, const std::string& name) {
+  auto r = w.pw({"ps"});
+  std::istringstream in(r.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + "  ", 0) == 0) return true;
+  }
+  return false;
+}
+
+// Our processes whose comm (the kernel's name) is `comm`.
+std::vector<pid_t> comm_pids(const std::string& comm) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  while (dirent* e = ::readdir(d)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    struct stat st;
+    if (::stat(("/proc/" + std::string(e->d_name)).c_str(), &st) != 0 || st.st_uid != ::getuid()) continue;
+    std::string c = it::read_file("/proc/" + std::string(e->d_name) + "/comm");
+    if (!c.empty() && c.back() == '\n') c.pop_back();
+    if (c == comm) out.push_back(pid);
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Pids of our processes named `comm` whose command line contains `needle`.
+std::vector<pid_t> pids_of(const std::string& comm, const std::string& needle) {
+  std::vector<pid_t> out;
+  for (pid_t p : it::pids_with(needle)) {
+    std::string c = it::read_file("/proc/" + std::to_string(p) + "/comm");
+    if (c == comm + "\n") out.push_back(p);
+  }
+  return out;
+}
+
+// errno name of reading `p`, or "OK:<content>".
+std::string try_read(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == EACCES ? "EACCES" : errno == ENOENT ? "ENOENT" : std::strerror(errno);
+  char buf[256];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  return n < 0 ? std::string(std::strerror(errno)) : "OK:" + std::string(buf, static_cast<size_t>(n));
+}
+
+// A human profile with its own vault; returns the passphrase file.
+struct VaultWorld {
+  const World& w = World::get();
+  std::string name;
+  fs::path project, cipherdir, mnt, pass;
+
+  explicit VaultWorld(const std::string& n) : name(n) {
+    project = w.home / "projects" / n;
+    cipherdir = w.home / ".local/share/pw/vaults" / n;
+    mnt = project / ".vault";
+    pass = w.home / ("pass-" + n);
+    fs::create_directories(project);
+    it::write_file(pass, "correct horse " + n + "\n", 0600);
+    auto r = w.pw({"new", n, "--dir", project.string(), "--shell", "/bin/sh"});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    std::vector<std::string> args = {"vault", "init", n, "--passphrase-file", pass.string()};
+    args.insert(args.end(), kFastKdf.begin(), kFastKdf.end());
+    r = w.pw(args);
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+  }
+  ~VaultWorld() {
+    // Stop whatever a failed test left running.
+    std::error_code ec;
+    it::write_file(project / ".stop", "");
+    it::wait_for([&] { return !workspace_running(w, name); }, 10000);
+    fs::remove(project / ".stop", ec);
+  }
+
+  // A session that lives until project/.stop exists; on project/.probe-N it writes what it
+  // sees in the vault to project/.seen-N.
+  pid_t long_session(const std::string& tag) const {
+    std::string script = "cd " + project.string() + " && while [ ! -e .stop ]; do " +
+                         "for t in .probe-*; do [ -e \"$t\" ] || continue; n=${t#.probe-}; " +
+                         "rm -f \"$t\"; { ls -A .vault; cat .vault/* 2>/dev/null; } > .seen-$n.tmp; " +
+                         "mv .seen-$n.tmp .seen-$n; done; sleep 0.05; done # " + tag;
+    return it::spawn_bg({PW_BIN, name, "--", "/bin/sh", "-c", script}, w.env);
+  }
+  // Asks the long session what it sees in the vault now.
+  std::string ask(const std::string& n) const {
+    fs::path seen = project / (".seen-" + n);
+    std::error_code ec;
+    fs::remove(seen, ec);
+    it::write_file(project / (".probe-" + n), "");
+    if (!it::wait_for([&] { return fs::exists(seen); }, 10000)) return "NO ANSWER";
+    return it::read_file(seen);
+  }
+  // pw-probe ARGS inside a session of `profile` (a copy of the probe in this project).
+  std::string probe(const std::string& profile, const std::vector<std::string>& args) const {
+    fs::path bin = project / ".probe" / "pw-probe";
+    if (!fs::exists(bin)) {
+      fs::create_directories(bin.parent_path());
+      fs::copy_file(w.probe_bin, bin);
+      ::chmod(bin.c_str(), 0755);
+    }
+    std::vector<std::string> a = {profile, "--", bin.string()};
+    a.insert(a.end(), args.begin(), args.end());
+    auto r = w.pw(a);
+    if (r.rc != 0) return "PW-FAILED rc=" + std::to_string(r.rc) + ": " + r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  }
+  it::Result unlock() const { return w.pw({"vault", "unlock", name, "--passphrase-file", pass.string()}); }
+  it::Result in_session(const std::string& sh) const {
+    return w.pw({name, "--", "/bin/sh", "-c", "cd " + project.string() + " && " + sh});
+  }
+  void stop_all(pid_t bg) const {
+    it::write_file(project / ".stop", "");
+    int st;
+    ::waitpid(bg, &st, 0);
+    CHECK(it::wait_for([&] { return !workspace_running(w, name); }, 10000));
+    std::error_code ec;
+    fs::remove(project / ".stop", ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lock removes it",
+          "[vault]") {
+  VaultWorld v("vone");
+  auto& w = v.w;
+  CHECK(fs::exists(v.cipherdir / "fusevault.conf"));
+  // A second init changes nothing.
+  auto again = w.pw({"vault", "init", v.name, "--passphrase-file", v.pass.string()});
+  CHECK(again.rc != 0);
+  CHECK(again.err.find("already exists") != std::string::npos);
+  // Unlock needs a running workspace.
+  auto early = v.unlock();
+  CHECK(early.rc != 0);
+  CHECK(early.err.find("not running") != std::string::npos);
+
+  pid_t bg = v.long_session("vone-long");
+  REQUIRE(it::wait_for([&] { return workspace_running(w, v.name); }, 10000));
+  CHECK(w.pw({"vault", "status", v.name}).out.find("state:           locked") != std::string::npos);
+  CHECK(v.ask("a") == "");
+
+  auto u = v.unlock();
+  INFO(u.err);
+  REQUIRE(u.rc == 0);
+  CHECK(w.pw({"ps"}).out.find("vault unlocked") != std::string::npos);
+  // Written in the long session (started before the unlock), read in a second one.
+  CHECK(v.in_session("echo from-session-2 > .vault/two.txt").rc == 0);
+  CHECK(v.ask("b") == "two.txt\nfrom-session-2\n");
+  auto r = v.in_session("cat .vault/two.txt");
+  CHECK(r.out == "from-session-2\n");
+  auto st = w.pw({"vault", "status", v.name});
+  CHECK(st.out.find("unlocked, seen by 1 session(s)") != std::string::npos);
+
+  // Nothing outside the workspace sees it.
+  CHECK(try_read(v.mnt / "two.txt") == "ENOENT");
+  CHECK(fs::is_empty(v.mnt));
+  CHECK(v.probe(v.name + "-llm", {"read", (v.mnt / "two.txt").string()}) == "ENOENT");
+  CHECK(w.probe("demo", {"read", (v.mnt / "two.txt").string()}) == "ENOENT");
+  // Through /proc/PID/root and /proc/PID/cwd of every process of the workspace: the
+  // session's own processes show the project (so the path works) but not the vault.
+  std::vector<pid_t> pids = it::pids_with("vone-long");
+  for (pid_t p : comm_pids("pw-vault")) pids.push_back(p);
+  for (pid_t p : it::pids_with("__supervise vone")) pids.push_back(p);
+  REQUIRE(pids.size() >= 3);
+  REQUIRE(comm_pids("pw-vault").size() == 1);
+  int shown = 0;
+  for (pid_t p : pids) {
+    INFO("pid " << p);
+    fs::path root = "/proc/" + std::to_string(p) + "/root";
+    std::string readme = try_read(root / v.project.relative_path() / ".seen-a");
+    if (readme.rfind("OK:", 0) == 0) ++shown;
+    CHECK(try_read(root / v.mnt.relative_path() / "two.txt").rfind("OK:", 0) != 0);
+  }
+  CHECK(shown >= 1);  // at least the session's shell: the /proc path itself is usable
+  for (pid_t p : pids_of("sh", "vone-long")) {
+    CHECK(try_read("/proc/" + std::to_string(p) + "/cwd/.vault/two.txt") == "EACCES");
+  }
+
+  // Lock: gone from the running session and from new ones; the server is gone too.
+  auto l = w.pw({"vault", "lock", v.name});
+  CHECK(l.rc == 0);
+  CHECK(v.ask("c") == "");
+  CHECK(v.in_session("ls -A .vault").out == "");
+  CHECK(comm_pids("pw-vault").empty());
+  CHECK(w.pw({"vault", "status", v.name}).out.find("state:           locked") != std::string::npos);
+
+  // Unlock again: the data is intact, in the same long session.
+  REQUIRE(v.unlock().rc == 0);
+  CHECK(v.ask("d") == "two.txt\nfrom-session-2\n");
+
+  // Last session gone: no server, nothing left; a fresh start sees the vault locked.
+  v.stop_all(bg);
+  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.in_session("ls -A .vault").out == "");
+}
+
+TEST_CASE("vault: kill -9 of the supervisor, the client or the shell leaves nothing behind",
+          "[vault]") {
+  VaultWorld v("vkill");
+  auto& w = v.w;
+  for (std::string victim : {"supervisor", "client", "shell"}) {
+    INFO(victim);
+    pid_t bg = v.long_session("vkill-long");
+    REQUIRE(it::wait_for([&] { return workspace_running(w, v.name); }, 10000));
+    REQUIRE(v.unlock().rc == 0);
+    CHECK(v.in_session("echo " + victim + " >> .vault/log").rc == 0);
+    REQUIRE(comm_pids("pw-vault").size() == 1);
+    pid_t target = -1;
+    if (victim == "supervisor") {
+      auto s = pids_of("pw-supervisor", "__supervise vkill");
+      REQUIRE(s.size() == 1);
+      target = s[0];
+    } else if (victim == "client") {
+      target = bg;
+    } else {
+      auto s = pids_of("sh", "vkill-long");
+      REQUIRE(s.size() == 1);
+      target = s[0];
+    }
+    REQUIRE(::kill(target, SIGKILL) == 0);
+    int st;
+    ::waitpid(bg, &st, 0);
+    CHECK(it::wait_for([&] { return !workspace_running(w, v.name) && comm_pids("pw-vault").empty(); },
+                       10000));
+    CHECK(it::pids_with("vkill-long").empty());
+    CHECK(fs::is_empty(v.mnt));
+  }
+  // A fresh unlock works and every write survived.
+  pid_t bg = v.long_session("vkill-long");
+  REQUIRE(it::wait_for([&] { return workspace_running(w, v.name); }, 10000));
+  REQUIRE(v.unlock().rc == 0);
+  CHECK(v.in_session("cat .vault/log").out == "supervisor\nclient\nshell\n");
+  v.stop_all(bg);
+}
+
+TEST_CASE("vault: passphrases by file and fd, wrong ones, passwd, a damaged config", "[vault]") {
+  VaultWorld v("vpass");
+  auto& w = v.w;
+  pid_t bg = v.long_session("vpass-long");
+  REQUIRE(it::wait_for([&] { return workspace_running(w, v.name); }, 10000));
+
+  fs::path wrong = w.home / "pass-wrong";
+  it::write_file(wrong, "not it\n", 0600);
+  auto r = w.pw({"vault", "unlock", v.name, "--passphrase-file", wrong.string()});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("wrong passphrase") != std::string::npos);
+  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.ask("a") == "");
+  // By fd (here stdin).
+  r = w.pw({"vault", "unlock", v.name, "--passphrase-fd", "0"}, "correct horse vpass\n");
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(v.in_session("echo kept > .vault/k").rc == 0);
+  // From inside a human session, without naming the profile.
+  r = v.in_session(std::string(PW_BIN) + " vault lock && ls -A .vault");
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("locked") != std::string::npos);
+  CHECK(r.out.find("\nk") == std::string::npos);
+  r = v.in_session(std::string(PW_BIN) + " vault unlock --passphrase-fd 3 3<" + v.pass.string() + " && cat .vault/k");
+  CHECK(r.out.find("kept") != std::string::npos);
+  // Not from the agent posture: it has no control socket and no pw vault.
+  CHECK(w.pw({v.name + "-llm", "--", PW_BIN, "vault", "lock"}).rc != 0);
+  CHECK(v.ask("b") == "k\nkept\n");
+  REQUIRE(w.pw({"vault", "lock", v.name}).rc == 0);
+
+  // passwd: the old passphrase stops working, the new one opens the same data.
+  fs::path newp = w.home / "pass-new";
+  it::write_file(newp, "brand new\n", 0600);
+  r = w.pw({"vault", "passwd", v.name, "--passphrase-file", wrong.string(), "--new-passphrase-file",
+            newp.string()});
+  CHECK(r.rc != 0);
+  r = w.pw({"vault", "passwd", v.name, "--passphrase-file", v.pass.string(), "--new-passphrase-file",
+            newp.string()});
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(v.unlock().rc != 0);
+  CHECK(w.pw({"vault", "unlock", v.name, "--passphrase-file", newp.string()}).rc == 0);
+  CHECK(v.ask("c") == "k\nkept\n");
+  REQUIRE(w.pw({"vault", "lock", v.name}).rc == 0);
+
+  // A damaged config: a clear error naming the file, nothing mounted.
+  fs::path conf = v.cipherdir / "fusevault.conf";
+  std::string orig = it::read_file(conf);
+  std::string bad = orig;
+  bad[bad.size() / 2] ^= 0x20;
+  ::chmod(conf.c_str(), 0600);
+  it::write_file(conf, bad, 0600);
+  r = w.pw({"vault", "unlock", v.name, "--passphrase-file", newp.string()});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find(conf.string() + " was modified") != std::string::npos);
+  CHECK(comm_pids("pw-vault").empty());
+  it::write_file(conf, orig.substr(0, 10), 0600);  // truncated
+  r = w.pw({"vault", "unlock", v.name, "--passphrase-file", newp.string()});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find(conf.string() + ": ") != std::string::npos);
+  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.ask("d") == "");
+  it::write_file(conf, orig, 0600);
+  v.stop_all(bg);
+}
+
+TEST_CASE("vault: refused where it does not belong", "[vault]") {
+  auto& w = World::get();
+  // An agent profile with a vault is an error; so is pw vault on an agent profile.
+  w.write_profile("vagent-llm", "[project]\ndir = \"" + w.project.string() +
+                                    "\"\nposture = \"agent\"\n[vault]\ncipherdir = \"~/c\"\nmountpoint = \".v\"\n");
+  auto r = w.pw({"vagent-llm", "--", "/bin/true"});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("the agent posture never gets a vault") != std::string::npos);
+  r = w.pw({"vault", "status", "demo-llm"});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("agent profile") != std::string::npos);
+  // The cipherdir and pw's data dir are hidden in every posture.
+  fs::path data = w.home / ".local/share/pw";
+  fs::create_directories(data / "vaults" / "demo");
+  it::write_file(data / "vaults" / "demo" / "marker", "x");
+  for (const char* p : {"demo", "demo-llm"}) {
+    INFO(p);
+    CHECK(w.probe(p, {"read", (data / "vaults" / "demo" / "marker").string()}) == "ENOENT");
+  }
+  // pw explain shows the vault line.
+  r = w.pw({"explain", "demo"});
+  CHECK(r.out.find("vault      " + (w.project / ".vault").string()) != std::string::npos);
+}
