@@ -2,7 +2,17 @@
 // tests, against profiles in a throwaway home, and asks pw-probe questions from inside.
 #pragma once
 
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
 
 #include <filesystem>
 #include <functional>
@@ -48,6 +58,71 @@ bool wait_for(const std::function<bool()>& pred, int timeout_ms = 5000);
 
 std::string read_file(const std::filesystem::path& p);
 void write_file(const std::filesystem::path& p, const std::string& text, mode_t mode = 0644);
+
+// A program on a fresh pseudo-terminal (its controlling terminal), for what needs a tty.
+struct Pty {
+  int master = -1;
+  pid_t pid = -1;
+  std::string seen;
+
+  Pty(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+    int slave;
+    struct winsize ws = {24, 100, 0, 0};
+    REQUIRE(::openpty(&master, &slave, nullptr, nullptr, &ws) == 0);
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::setsid();
+      ::ioctl(slave, TIOCSCTTY, 0);
+      ::dup2(slave, 0);
+      ::dup2(slave, 1);
+      ::dup2(slave, 2);
+      ::close(master);
+      std::vector<char*> a, e;
+      for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+      a.push_back(nullptr);
+      for (auto& s : env) e.push_back(const_cast<char*>(s.c_str()));
+      e.push_back(nullptr);
+      ::execve(a[0], a.data(), e.data());
+      _exit(127);
+    }
+    ::close(slave);
+  }
+  ~Pty() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    ::close(master);
+  }
+  void send(const std::string& s) { REQUIRE(::write(master, s.data(), s.size()) == static_cast<ssize_t>(s.size())); }
+  // Reads until `needle` shows up in the output (since the last expect) or timeout.
+  bool expect(const std::string& needle, int timeout_ms = 10000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      auto pos = seen.find(needle);
+      if (pos != std::string::npos) {
+        seen.erase(0, pos + needle.size());
+        return true;
+      }
+      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      deadline - std::chrono::steady_clock::now()).count());
+      if (left <= 0) return false;
+      struct pollfd p = {master, POLLIN, 0};
+      if (::poll(&p, 1, left) <= 0) return false;
+      char buf[4096];
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) return false;
+      seen.append(buf, static_cast<size_t>(n));
+    }
+  }
+  int wait() {
+    int st;
+    ::waitpid(pid, &st, 0);
+    pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+};
 
 // Skips (or, with PW_MUST_WORK=1, fails) when the kernel lacks something the test needs.
 bool require(bool ok, const std::string& what);

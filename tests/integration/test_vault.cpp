@@ -350,3 +350,64 @@ TEST_CASE("vault: refused where it does not belong", "[vault]") {
   r = w.pw({"explain", "demo"});
   CHECK(r.out.find("vault      " + (w.project / ".vault").string()) != std::string::npos);
 }
+
+TEST_CASE("vault: on a terminal: three tries, passphrase asked twice, unlock on enter", "[vault][tty]") {
+  VaultWorld v("vtty");
+  auto& w = v.w;
+  pid_t bg = v.long_session("vtty-long");
+  REQUIRE(it::wait_for([&] { return workspace_running(w, v.name); }, 10000));
+  {
+    it::Pty p({PW_BIN, "vault", "unlock", v.name}, w.env);
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(p.expect("Passphrase for the vault of vtty: "));
+      p.send("guess" + std::to_string(i) + "\n");
+      CHECK(p.expect("try again"));
+    }
+    REQUIRE(p.expect("Passphrase for the vault of vtty: "));
+    p.send("guess2\n");
+    CHECK(p.expect("stays locked"));
+    CHECK(p.wait() != 0);
+  }
+  CHECK(v.ask("a") == "");
+  {
+    it::Pty p({PW_BIN, "vault", "unlock", v.name}, w.env);
+    REQUIRE(p.expect("Passphrase for the vault of vtty: "));
+    p.send("correct horse vtty\n");
+    CHECK(p.expect("unlocked"));
+    CHECK(p.wait() == 0);
+  }
+  CHECK(v.in_session("echo on-tty > .vault/t").rc == 0);
+  v.stop_all(bg);
+
+  // unlock = "on-enter": the first session asks, and sees the plaintext at once.
+  fs::path prof = w.config / "pw" / v.name / "profile.toml";
+  std::string text = it::read_file(prof);
+  auto at = text.find("unlock = \"manual\"");
+  REQUIRE(at != std::string::npos);
+  text.replace(at, 17, "unlock = \"on-enter\"");
+  it::write_file(prof, text, 0600);
+  {
+    it::Pty p({PW_BIN, v.name, "--", "/bin/sh", "-c", "cat " + (v.mnt / "t").string()}, w.env);
+    REQUIRE(p.expect("Passphrase for the vault of vtty: "));
+    p.send("correct horse vtty\n");
+    CHECK(p.expect("on-tty"));
+    CHECK(p.wait() == 0);
+  }
+
+  // init on a terminal asks twice; two different answers create nothing.
+  fs::path proj2 = w.home / "projects" / "vtty2";
+  fs::create_directories(proj2);
+  REQUIRE(w.pw({"new", "vtty2", "--dir", proj2.string()}).rc == 0);
+  {
+    std::vector<std::string> a = {PW_BIN, "vault", "init", "vtty2"};
+    a.insert(a.end(), kFastKdf.begin(), kFastKdf.end());
+    it::Pty p(a, w.env);
+    REQUIRE(p.expect("New passphrase for the vault of vtty2: "));
+    p.send("one\n");
+    REQUIRE(p.expect("Repeat it: "));
+    p.send("two\n");
+    CHECK(p.expect("differ"));
+    CHECK(p.wait() != 0);
+  }
+  CHECK_FALSE(fs::exists(w.home / ".local/share/pw/vaults/vtty2/fusevault.conf"));
+}

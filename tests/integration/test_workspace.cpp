@@ -143,69 +143,6 @@ namespace {
 
 // A pty whose slave is the controlling terminal of the process run on it, as in a real
 // terminal emulator.
-struct Pty {
-  int master = -1;
-  pid_t pid = -1;
-  std::string seen;
-
-  Pty(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
-    int slave;
-    struct winsize ws = {24, 100, 0, 0};
-    REQUIRE(::openpty(&master, &slave, nullptr, nullptr, &ws) == 0);
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::setsid();
-      ::ioctl(slave, TIOCSCTTY, 0);
-      ::dup2(slave, 0);
-      ::dup2(slave, 1);
-      ::dup2(slave, 2);
-      ::close(master);
-      std::vector<char*> a, e;
-      for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-      a.push_back(nullptr);
-      for (auto& s : env) e.push_back(const_cast<char*>(s.c_str()));
-      e.push_back(nullptr);
-      ::execve(a[0], a.data(), e.data());
-      _exit(127);
-    }
-    ::close(slave);
-  }
-  ~Pty() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    ::close(master);
-  }
-  void send(const std::string& s) { REQUIRE(::write(master, s.data(), s.size()) == static_cast<ssize_t>(s.size())); }
-  // Reads until `needle` shows up in the output (since the last expect) or timeout.
-  bool expect(const std::string& needle, int timeout_ms = 10000) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      auto pos = seen.find(needle);
-      if (pos != std::string::npos) {
-        seen.erase(0, pos + needle.size());
-        return true;
-      }
-      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      deadline - std::chrono::steady_clock::now()).count());
-      if (left <= 0) return false;
-      struct pollfd p = {master, POLLIN, 0};
-      if (::poll(&p, 1, left) <= 0) return false;
-      char buf[4096];
-      ssize_t n = ::read(master, buf, sizeof buf);
-      if (n <= 0) return false;
-      seen.append(buf, static_cast<size_t>(n));
-    }
-  }
-  int wait() {
-    int st;
-    ::waitpid(pid, &st, 0);
-    pid = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-};
 
 }  // namespace
 
@@ -214,15 +151,15 @@ TEST_CASE("on a terminal: TIOCSTI is denied, Ctrl-C and job control reach the sa
   auto& w = World::get();
   SECTION("TIOCSTI on the controlling terminal") {
     // Outside pw the same call is allowed (or disabled by the kernel), so EPERM is pw's doing.
-    Pty p({PW_BIN, "demo-llm", "--", w.probe_bin.string(), "tiocsti"}, w.env);
+    it::Pty p({PW_BIN, "demo-llm", "--", w.probe_bin.string(), "tiocsti"}, w.env);
     CHECK(p.expect("EPERM"));
     CHECK(p.wait() == 0);
-    Pty h({PW_BIN, "demo", "--", w.probe_bin.string(), "tiocsti"}, w.env);
+    it::Pty h({PW_BIN, "demo", "--", w.probe_bin.string(), "tiocsti"}, w.env);
     CHECK(h.expect("EPERM"));
     CHECK(h.wait() == 0);
   }
   SECTION("Ctrl-C ends the foreground command, not pw") {
-    Pty p({PW_BIN, "demo-llm", "--", "/bin/sh", "-c", "echo started; sleep 60"}, w.env);
+    it::Pty p({PW_BIN, "demo-llm", "--", "/bin/sh", "-c", "echo started; sleep 60"}, w.env);
     REQUIRE(p.expect("started"));
     p.send("\x03");
     CHECK(p.wait() == 128 + SIGINT);
@@ -231,7 +168,7 @@ TEST_CASE("on a terminal: TIOCSTI is denied, Ctrl-C and job control reach the sa
     std::vector<std::string> env = w.env;
     env.push_back("PS1=pw-prompt$ ");
     env.push_back("TERM=dumb");
-    Pty p({PW_BIN, "demo", "--", "/bin/bash", "--norc", "--noprofile", "-i"}, env);
+    it::Pty p({PW_BIN, "demo", "--", "/bin/bash", "--norc", "--noprofile", "-i"}, env);
     REQUIRE(p.expect("pw-prompt$ "));
     p.send("sleep 60\n");
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
