@@ -10,7 +10,7 @@ export PW_TEMPLATE_DIR="${PW_TEMPLATE_DIR:-$src/profiles}"
 
 demo="$(mktemp -d /tmp/pw-demo.XXXXXX)"
 trap 'rm -rf "$demo"' EXIT
-export HOME="$demo/home" XDG_CONFIG_HOME="$demo/home/.config"
+export HOME="$demo/home" XDG_CONFIG_HOME="$demo/home/.config" XDG_DATA_HOME="$demo/home/.local/share"
 unset XDG_RUNTIME_DIR
 mkdir -p "$HOME/.ssh" "$HOME/.aws" "$HOME/projects/demo" "$HOME/projects/other"
 echo "-----BEGIN OPENSSH PRIVATE KEY----- (demo key)" > "$HOME/.ssh/id_ed25519"
@@ -49,4 +49,33 @@ say "\$ pw demo -- sh -c '...'   # the human posture: your home, minus cloud cre
     if cat "$f" >/dev/null 2>&1; then echo "  readable $f"; else echo "  hidden   $f"; fi
   done
 '
-say "demo done: the agent saw none of the credentials and wrote only into the project."
+say "\$ pw vault init demo   # the project's encrypted vault (the passphrase comes from a file here; normally pw asks on the terminal)"
+printf 'demo vault passphrase\n' > "$HOME/.demo-passphrase"
+chmod 600 "$HOME/.demo-passphrase"
+"$pw" vault init demo --passphrase-file "$HOME/.demo-passphrase"
+
+say "\$ pw demo   # a human session unlocks the vault and keeps a secret in it"
+"$pw" demo -- /bin/sh -c '
+  "$0" vault unlock --passphrase-file "$1" || exit 1
+  echo "API_KEY=demo-123" > .vault/api.env
+  echo "  inside the human session: .vault/api.env = $(cat .vault/api.env)"
+  touch "$2/unlocked"
+  while [ ! -e "$2/stop" ]; do sleep 0.1; done
+' "$pw" "$HOME/.demo-passphrase" "$HOME/projects/demo" &
+session=$!
+for _ in $(seq 100); do [ -e "$HOME/projects/demo/unlocked" ] && break; sleep 0.1; done
+[ -e "$HOME/projects/demo/unlocked" ] || { touch "$HOME/projects/demo/stop"; wait; exit 1; }
+"$pw" ps | sed 's/^/  /'
+fail=0
+if [ -n "$(ls -A "$HOME/projects/demo/.vault")" ]; then echo "  host: plaintext VISIBLE"; fail=1
+else echo "  host: $HOME/projects/demo/.vault is empty"; fi
+if "$pw" demo-llm -- cat "$HOME/projects/demo/.vault/api.env" >/dev/null 2>&1; then
+  echo "  agent posture: plaintext VISIBLE"; fail=1
+else echo "  agent posture: .vault/api.env not there"; fi
+echo "  on disk, encrypted: $(ls "$HOME/.local/share/pw/vaults/demo" | head -3 | tr '\n' ' ')"
+touch "$HOME/projects/demo/stop"
+wait "$session"
+[ "$fail" -eq 0 ]
+echo "  last session gone: vault locked, key wiped ($("$pw" ps))"
+
+say "demo done: the agent saw none of the credentials and wrote only into the project; the vault's plaintext existed only inside the human session."

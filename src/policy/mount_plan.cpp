@@ -249,7 +249,9 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
     switch (r->access) {
       case Access::ReadOnly:
       case Access::ReadWrite: {
-        if (t == NodeType::Missing) {
+        // pw's own exposures exist by the time the session is built (the control socket
+        // appears when the supervisor starts, after planning).
+        if (t == NodeType::Missing && !r->pw_own) {
           plan.warnings.push_back(r->why + ": " + r->path.string() + " does not exist; skipped");
           break;
         }
