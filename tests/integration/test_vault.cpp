@@ -32,23 +32,6 @@ bool workspace_running(const World& w, const std::string& name) {
   return false;
 }
 
-// Our processes whose comm (the kernel's name) is `comm`.
-std::vector<pid_t> comm_pids(const std::string& comm) {
-  std::vector<pid_t> out;
-  DIR* d = ::opendir("/proc");
-  while (dirent* e = ::readdir(d)) {
-    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (pid <= 0) continue;
-    struct stat st;
-    if (::stat(("/proc/" + std::string(e->d_name)).c_str(), &st) != 0 || st.st_uid != ::getuid()) continue;
-    std::string c = it::read_file("/proc/" + std::string(e->d_name) + "/comm");
-    if (!c.empty() && c.back() == '\n') c.pop_back();
-    if (c == comm) out.push_back(pid);
-  }
-  ::closedir(d);
-  return out;
-}
-
 // Pids of our processes named `comm` whose command line contains `needle`.
 std::vector<pid_t> pids_of(const std::string& comm, const std::string& needle) {
   std::vector<pid_t> out;
@@ -131,6 +114,8 @@ struct VaultWorld {
     if (r.rc != 0) return "PW-FAILED rc=" + std::to_string(r.rc) + ": " + r.err;
     return r.out.substr(0, r.out.find('\n'));
   }
+  // This vault's server processes (forked from the supervisor: same command line).
+  std::vector<pid_t> servers() const { return pids_of("pw-vault", "__supervise " + name + " "); }
   it::Result unlock() const { return w.pw({"vault", "unlock", name, "--passphrase-file", pass.string()}); }
   it::Result in_session(const std::string& sh) const {
     return w.pw({name, "--", "/bin/sh", "-c", "cd " + project.string() + " && " + sh});
@@ -186,10 +171,10 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
   // Through /proc/PID/root and /proc/PID/cwd of every process of the workspace: the
   // session's own processes show the project (so the path works) but not the vault.
   std::vector<pid_t> pids = it::pids_with("vone-long");
-  for (pid_t p : comm_pids("pw-vault")) pids.push_back(p);
+  for (pid_t p : v.servers()) pids.push_back(p);
   for (pid_t p : it::pids_with("__supervise vone")) pids.push_back(p);
   REQUIRE(pids.size() >= 3);
-  REQUIRE(comm_pids("pw-vault").size() == 1);
+  REQUIRE(v.servers().size() == 1);
   int shown = 0;
   for (pid_t p : pids) {
     INFO("pid " << p);
@@ -208,7 +193,7 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
   CHECK(l.rc == 0);
   CHECK(v.ask("c") == "");
   CHECK(v.in_session("ls -A .vault").out == "");
-  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.servers().empty());
   CHECK(w.pw({"vault", "status", v.name}).out.find("state:           locked") != std::string::npos);
 
   // Unlock again: the data is intact, in the same long session.
@@ -217,7 +202,7 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
 
   // Last session gone: no server, nothing left; a fresh start sees the vault locked.
   v.stop_all(bg);
-  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.servers().empty());
   CHECK(v.in_session("ls -A .vault").out == "");
 }
 
@@ -231,7 +216,7 @@ TEST_CASE("vault: kill -9 of the supervisor, the client or the shell leaves noth
     REQUIRE(it::wait_for([&] { return workspace_running(w, v.name); }, 10000));
     REQUIRE(v.unlock().rc == 0);
     CHECK(v.in_session("echo " + victim + " >> .vault/log").rc == 0);
-    REQUIRE(comm_pids("pw-vault").size() == 1);
+    REQUIRE(v.servers().size() == 1);
     pid_t target = -1;
     if (victim == "supervisor") {
       auto s = pids_of("pw-supervisor", "__supervise vkill");
@@ -247,7 +232,7 @@ TEST_CASE("vault: kill -9 of the supervisor, the client or the shell leaves noth
     REQUIRE(::kill(target, SIGKILL) == 0);
     int st;
     ::waitpid(bg, &st, 0);
-    CHECK(it::wait_for([&] { return !workspace_running(w, v.name) && comm_pids("pw-vault").empty(); },
+    CHECK(it::wait_for([&] { return !workspace_running(w, v.name) && v.servers().empty(); },
                        10000));
     CHECK(it::pids_with("vkill-long").empty());
     CHECK(fs::is_empty(v.mnt));
@@ -271,7 +256,7 @@ TEST_CASE("vault: passphrases by file and fd, wrong ones, passwd, a damaged conf
   auto r = w.pw({"vault", "unlock", v.name, "--passphrase-file", wrong.string()});
   CHECK(r.rc != 0);
   CHECK(r.err.find("wrong passphrase") != std::string::npos);
-  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.servers().empty());
   CHECK(v.ask("a") == "");
   // By fd (here stdin).
   r = w.pw({"vault", "unlock", v.name, "--passphrase-fd", "0"}, "correct horse vpass\n");
@@ -316,12 +301,12 @@ TEST_CASE("vault: passphrases by file and fd, wrong ones, passwd, a damaged conf
   r = w.pw({"vault", "unlock", v.name, "--passphrase-file", newp.string()});
   CHECK(r.rc != 0);
   CHECK(r.err.find(conf.string() + " was modified") != std::string::npos);
-  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.servers().empty());
   it::write_file(conf, orig.substr(0, 10), 0600);  // truncated
   r = w.pw({"vault", "unlock", v.name, "--passphrase-file", newp.string()});
   CHECK(r.rc != 0);
   CHECK(r.err.find(conf.string() + ": ") != std::string::npos);
-  CHECK(comm_pids("pw-vault").empty());
+  CHECK(v.servers().empty());
   CHECK(v.ask("d") == "");
   it::write_file(conf, orig, 0600);
   v.stop_all(bg);
