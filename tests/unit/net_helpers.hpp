@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -232,6 +233,19 @@ inline std::string read_file(const std::filesystem::path& p) {
     std::fclose(f);
   }
   return s;
+}
+
+// Waits until a unix socket at `path` accepts connections.
+inline bool wait_for_socket(const std::string& path) {
+  for (int i = 0; i < 500; ++i) {
+    Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
 }
 
 // A minimal TLS 1.3-shaped ClientHello naming `sni` (none if empty), in one record.
