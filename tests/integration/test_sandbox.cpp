@@ -50,10 +50,15 @@ TEST_CASE("pw's config and runtime dirs are hidden even under a whitelisted home
   for (const char* p : kPostures) {
     INFO(p);
     CHECK(w.probe(p, {"read", (w.config / "pw/demo/profile.toml").string()}) == "ENOENT");
-    // Absent, or an empty read-only dir where a bound parent shows its name.
-    for (const auto& dir : {w.config / "pw", w.runtime / "pw"}) {
+    // Absent, or an empty read-only dir where a bound parent shows its name; the human
+    // posture sees exactly one entry of the runtime dir: its own control socket.
+    for (const auto& dir : {w.config / "pw", w.runtime / "pw", w.home / ".local/share/pw"}) {
       std::string r = w.probe(p, {"ls", dir.string()});
-      CHECK((r == "ENOENT" || r == "OK n=0"));
+      if (dir == w.runtime / "pw" && std::string(p) == "demo") {
+        CHECK(r == "OK n=1");
+      } else {
+        CHECK((r == "ENOENT" || r == "OK n=0"));
+      }
     }
     CHECK(w.probe(p, {"read", (w.runtime / "pw" / "demo.lock").string()}) == "ENOENT");
   }
@@ -294,13 +299,20 @@ TEST_CASE("mounts below a read-only bind are read-only too", "[sandbox][plan]") 
   CHECK(r.out == "OK\n");
 }
 
-TEST_CASE("the control socket is out of a session's reach", "[sandbox]") {
+TEST_CASE("the control socket is out of an agent session's reach", "[sandbox]") {
   auto& w = World::get();
-  for (const char* p : kPostures) {
-    INFO(p);
-    // Its own workspace's socket (the session is running, so the socket exists on the host).
-    CHECK(w.probe(p, {"stat", (w.runtime / "pw" / (std::string(p) + ".sock")).string()}) == "ENOENT");
+  // Its own workspace's socket (the session is running, so the socket exists on the host),
+  // and the human posture's.
+  for (const char* s : {"demo-llm", "demo"}) {
+    CHECK(w.probe("demo-llm", {"stat", (w.runtime / "pw" / (std::string(s) + ".sock")).string()}) == "ENOENT");
   }
+  // A human session gets its own socket (for pw vault) and no other workspace's.
+  CHECK(w.probe("demo", {"stat", (w.runtime / "pw" / "demo.sock").string()}) == "OK");
+  pid_t bg = it::spawn_bg({PW_BIN, "other", "--", "/bin/sleep", "5"}, w.env);
+  REQUIRE(it::wait_for([&] { return fs::exists(w.runtime / "pw" / "other.sock"); }, 10000));
+  CHECK(w.probe("demo", {"stat", (w.runtime / "pw" / "other.sock").string()}) == "ENOENT");
+  ::kill(bg, SIGTERM);
+  ::waitpid(bg, nullptr, 0);
 }
 
 TEST_CASE("[env] values reach the session's environment and no process's argv", "[sandbox]") {
