@@ -11,6 +11,7 @@ pkgs=(
   libfuse3-dev fuse3 libsodium-dev libseccomp-dev
   libtomlplusplus-dev libcli11-dev catch2
   util-linux passwd procps
+  openssh-client openssl curl
 )
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)

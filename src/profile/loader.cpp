@@ -10,6 +10,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "net/policy.hpp"
+#include "net/ssh_agent.hpp"
 #include "profile/text.hpp"
 
 namespace pw {
@@ -260,12 +262,6 @@ bool is_executable_file(const fs::path& p) {
 // ---------------------------------------------------------------------------------------
 void refuse_not_yet_supported(const ProfileSpec& spec, const Reader& r) {
   const std::string later = "not yet supported by this version of pw";
-  if (spec.net == NetMode::Allowlist) {
-    throw ProfileError(r.where("network.mode"), "network.mode = \"allowlist\"", later);
-  }
-  if (spec.ssh_agent == SshAgentMode::Forward) {
-    throw ProfileError(r.where("ssh_agent.mode"), "ssh_agent.mode = \"forward\"", later);
-  }
   if (spec.landlock == LandlockMode::Required) {
     throw ProfileError(r.where("walls.landlock"), "walls.landlock = \"required\"", later);
   }
@@ -476,12 +472,21 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
           {{"none", NetMode::None}, {"host", NetMode::Host}, {"allowlist", NetMode::Allowlist}})) {
     spec.net = *v;
   }
-  for (const auto& it : r.get_strings(network, "network", "allow")) spec.allow.push_back(it.value);
+  for (const auto& it : r.get_strings(network, "network", "allow")) {
+    std::string err;
+    if (!net::parse_allow_entry(it.value, err)) {
+      r.fail(it.where, it.key, err + " (entries are \"host\", \"*.domain\", either with an optional \":port\")");
+    }
+    spec.allow.push_back(it.value);
+  }
   if (auto v = r.get_bool(network, "network", "allow_private")) spec.allow_private = *v;
   if (!spec.allow.empty() && spec.net != NetMode::Allowlist) {
     r.warn(
         r.where("network.allow"), "network.allow",
         std::string("ignored: network.mode is \"") + to_string(spec.net) + "\", not \"allowlist\"");
+  }
+  if (spec.allow.empty() && spec.net == NetMode::Allowlist) {
+    r.warn(r.where("network.mode"), "network.allow", "empty: with mode \"allowlist\" nothing is reachable");
   }
 
   // [ssh_agent]
@@ -491,7 +496,20 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
           {{"none", SshAgentMode::None}, {"forward", SshAgentMode::Forward}})) {
     spec.ssh_agent = *v;
   }
-  for (const auto& it : r.get_strings(ssh, "ssh_agent", "keys")) spec.ssh_keys.push_back(it.value);
+  for (const auto& it : r.get_strings(ssh, "ssh_agent", "keys")) {
+    if (!net::agent::valid_fingerprint(it.value)) {
+      r.fail(it.where, it.key,
+             "expected a key fingerprint as `ssh-add -l` prints it (SHA256: and 43 base64 characters), got \"" +
+                 it.value + "\"");
+    }
+    spec.ssh_keys.push_back(it.value);
+  }
+  if (!spec.ssh_keys.empty() && spec.ssh_agent != SshAgentMode::Forward) {
+    r.warn(r.where("ssh_agent.keys"), "ssh_agent.keys", "ignored: ssh_agent.mode is \"none\", not \"forward\"");
+  }
+  if (spec.ssh_keys.empty() && spec.ssh_agent == SshAgentMode::Forward) {
+    r.warn(r.where("ssh_agent.mode"), "ssh_agent.keys", "empty: with mode \"forward\" the session's agent lists no key");
+  }
 
   // [vault]
   if (const toml::table* vault = table("vault")) {

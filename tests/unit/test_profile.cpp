@@ -172,7 +172,8 @@ mode = "host"
 allow_private = true
 
 [ssh_agent]
-keys = ["SHA256:abc"]
+mode = "forward"
+keys = ["SHA256:ycecTFElO4tMaWgqfHQDEUjUete0Tsl0wmvU/kkDXFc"]
 
 [walls]
 seccomp = "strict"
@@ -207,7 +208,8 @@ MIDDLE = "$NOT_EXPANDED"
   CHECK(s.home == ".agent-home");
   CHECK(s.net == NetMode::Host);
   CHECK(s.allow_private);
-  CHECK(s.ssh_keys == std::vector<std::string>{"SHA256:abc"});
+  CHECK(s.ssh_agent == SshAgentMode::Forward);
+  CHECK(s.ssh_keys == std::vector<std::string>{"SHA256:ycecTFElO4tMaWgqfHQDEUjUete0Tsl0wmvU/kkDXFc"});
   CHECK(s.seccomp == SeccompMode::Strict);
   CHECK(s.allow_userns);
   CHECK(s.allow_io_uring);
@@ -425,11 +427,6 @@ TEST_CASE("profile: [env] names and reserved variables", "[profile]") {
 
 TEST_CASE("profile: features not yet supported are parsed, then refused", "[profile]") {
   World w;
-  CHECK(w.error(
-            w.doc("[network]\nmode = \"allowlist\"\nallow = [\"api.anthropic.com\"]\n", "agent")) ==
-        "p.toml:5:8: network.mode = \"allowlist\": not yet supported by this version of pw");
-  CHECK(w.error(w.doc("[ssh_agent]\nmode = \"forward\"\n")) ==
-        "p.toml:4:8: ssh_agent.mode = \"forward\": not yet supported by this version of pw");
   CHECK(w.error(w.doc("[walls]\nlandlock = \"required\"\n")) ==
         "p.toml:4:12: walls.landlock = \"required\": not yet supported by this version of pw");
   // Type errors inside them still come first.
@@ -444,6 +441,41 @@ TEST_CASE("profile: features not yet supported are parsed, then refused", "[prof
   REQUIRE(s.warnings.size() == 1);
   CHECK(s.warnings[0] ==
         "p.toml:4:9: network.allow: ignored: network.mode is \"host\", not \"allowlist\"");
+}
+
+TEST_CASE("profile: network allowlist and ssh-agent keys are validated", "[profile]") {
+  World w;
+  const ProfileSpec s = w.parse(w.doc(
+      "[network]\nmode = \"allowlist\"\nallow = [\"api.anthropic.com\", \"*.npmjs.org\", \"github.com:22\"]\n"
+      "[ssh_agent]\nmode = \"forward\"\nkeys = [\"SHA256:ycecTFElO4tMaWgqfHQDEUjUete0Tsl0wmvU/kkDXFc\"]\n",
+      "agent"));
+  CHECK(s.net == NetMode::Allowlist);
+  CHECK(s.allow == std::vector<std::string>{"api.anthropic.com", "*.npmjs.org", "github.com:22"});
+  CHECK(s.ssh_agent == SshAgentMode::Forward);
+  CHECK(s.warnings.empty());
+  const std::string tail = " (entries are \"host\", \"*.domain\", either with an optional \":port\")";
+  CHECK(w.error(w.doc("[network]\nmode = \"allowlist\"\nallow = [\"ok.com\", \"127.0.0.1\"]\n", "agent")) ==
+        "p.toml:6:20: network.allow[1]: IP literals are not allowed; name a host (the proxy resolves it and "
+        "checks the address)" + tail);
+  CHECK(w.error(w.doc("[network]\nallow = [\"localhost:8080\"]\n", "agent")) ==
+        "p.toml:5:10: network.allow[0]: loopback names are never reachable through the proxy" + tail);
+  CHECK(w.error(w.doc("[network]\nallow = [\"*.com\"]\n", "agent")).find("network.allow[0]: \"*.com\" would allow") !=
+        std::string::npos);
+  CHECK(w.error(w.doc("[network]\nallow = [\"a.com:99999\"]\n", "agent")).find("network.allow[0]: port must be") !=
+        std::string::npos);
+  CHECK(w.error(w.doc("[network]\nallow = [\"[::1]:443\"]\n", "agent")).find("IP literals") != std::string::npos);
+  CHECK(w.error(w.doc("[ssh_agent]\nmode = \"forward\"\nkeys = [\"SHA256:abc\"]\n")) ==
+        "p.toml:5:9: ssh_agent.keys[0]: expected a key fingerprint as `ssh-add -l` prints it (SHA256: and 43 "
+        "base64 characters), got \"SHA256:abc\"");
+  // Settings that do nothing are warnings.
+  auto warns = [&](const std::string& text) { return w.parse(w.doc(text, "agent")).warnings; };
+  CHECK(warns("[network]\nmode = \"allowlist\"\n") ==
+        std::vector<std::string>{"p.toml:5:8: network.allow: empty: with mode \"allowlist\" nothing is reachable"});
+  CHECK(warns("[ssh_agent]\nmode = \"forward\"\n") ==
+        std::vector<std::string>{
+            "p.toml:5:8: ssh_agent.keys: empty: with mode \"forward\" the session's agent lists no key"});
+  CHECK(warns("[ssh_agent]\nkeys = [\"SHA256:ycecTFElO4tMaWgqfHQDEUjUete0Tsl0wmvU/kkDXFc\"]\n") ==
+        std::vector<std::string>{"p.toml:5:8: ssh_agent.keys: ignored: ssh_agent.mode is \"none\", not \"forward\""});
 }
 
 TEST_CASE("profile: render_profile round-trips", "[profile]") {
@@ -631,7 +663,11 @@ TEST_CASE("profile: pw new writes both postures from the templates", "[profile]"
   CHECK(a.posture == Posture::Agent);
   CHECK(a.dir == w.proj);
   CHECK(a.clean_env);
-  CHECK(a.net == NetMode::None);
+  CHECK(a.net == NetMode::Allowlist);
+  CHECK(a.allow == std::vector<std::string>{"api.anthropic.com", "statsig.anthropic.com", "sentry.io"});
+  CHECK_FALSE(a.allow_private);
+  CHECK(a.ssh_agent == SshAgentMode::None);
+  CHECK(a.warnings.empty());
   CHECK(a.home == "tmpfs");
   CHECK(a.state_dir == ".claude-okb");
   CHECK(a.seccomp == SeccompMode::Default);
@@ -663,6 +699,9 @@ TEST_CASE("profile: pw new presets, options and refusals", "[profile]") {
   CHECK(load_profile("c-llm").shell == "/bin/sh");  // an explicit --shell is for both
   CHECK(load_profile("g-llm").shell == "/bin/bash");
   CHECK(load_profile("c-llm").state_dir == ".codex-c");
+  CHECK(load_profile("c-llm").net == NetMode::Allowlist);
+  CHECK(load_profile("c-llm").allow == std::vector<std::string>{"api.openai.com", "chatgpt.com"});
+  CHECK(load_profile("g-llm").net == NetMode::None);
 
   // A project directly under ~ has no sibling-projects entry.
   fs::create_directories(w.home / "top");
