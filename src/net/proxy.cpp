@@ -186,6 +186,54 @@ bool send_string(int fd, std::string& s) {
   return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
+// A pipe relaying one direction of a tunnel with splice(2): the bytes move between the two
+// sockets as page references, never copied through user space.
+struct Pipe {
+  Fd r, w;
+  std::size_t bytes = 0;  // in the pipe
+  std::size_t cap = 0;
+
+  bool open(std::size_t want) {
+    int p[2];
+    if (::pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    r.reset(p[0]);
+    w.reset(p[1]);
+    ::fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(want));
+    const int got = ::fcntl(p[1], F_GETPIPE_SZ);
+    cap = got > 0 ? static_cast<std::size_t>(got) : 65536;
+    return true;
+  }
+  explicit operator bool() const { return static_cast<bool>(r); }
+};
+
+// splice from a socket into the pipe: 1 data, 0 EOF, -1 nothing now, -2 error.
+int splice_in(int from, Pipe& p) {
+  if (p.bytes >= p.cap) return -1;
+  ssize_t n;
+  do {
+    n = ::splice(from, nullptr, p.w.get(), nullptr, p.cap - p.bytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    p.bytes += static_cast<std::size_t>(n);
+    return 1;
+  }
+  if (n == 0) return 0;
+  return errno == EAGAIN ? -1 : -2;
+}
+
+bool splice_out(Pipe& p, int to) {
+  if (p.bytes == 0) return true;
+  ssize_t n;
+  do {
+    n = ::splice(p.r.get(), nullptr, to, nullptr, p.bytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    p.bytes -= static_cast<std::size_t>(n);
+    return true;
+  }
+  return errno == EAGAIN;
+}
+
 void set_nodelay(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -206,6 +254,7 @@ struct Tunnel {
   Fd client, upstream;
   TState state = TState::Head;
   Buffer c2u, u2c;
+  Pipe c2u_pipe, u2c_pipe;  // once open, that direction's bytes go through the pipe
   Request req;
   std::string target;  // host:port as asked, for the log
   std::string kind;    // "connect" or "http"
@@ -390,10 +439,27 @@ struct Proxy::Impl {
     respond(t, refusal_response(status, reason));
   }
 
+  // Bytes waiting in one direction, and room for more, whichever way it relays.
+  static std::size_t pending(const Buffer& b, const Pipe& p) { return p ? p.bytes : b.size(); }
+  static std::size_t room(const Buffer& b, const Pipe& p) { return p ? p.cap - p.bytes : b.space(); }
+  static int fill(int from, Buffer& b, Pipe& p, std::size_t limit) {
+    return p ? splice_in(from, p) : recv_into(from, b, limit);
+  }
+  static bool drain(Buffer& b, Pipe& p, int to) { return p ? splice_out(p, to) : send_from(to, b); }
+
+  // A plain CONNECT tunnel past its first flight switches a direction to splice once its
+  // buffer is empty. Plain http stays buffered (its body is counted); so does a direction
+  // whose pipe cannot be had (out of fds).
+  void maybe_splice(Tunnel& t) {
+    if (!opts.splice || t.state != TState::Open || t.http || t.gated) return;
+    if (!t.c2u_pipe && t.c2u.empty()) t.c2u_pipe.open(opts.buffer_size);
+    if (!t.u2c_pipe && t.u2c.empty()) t.u2c_pipe.open(opts.buffer_size);
+  }
+
   bool can_read_client(const Tunnel& t) const {
     if (t.state == TState::Head) return t.c2u.size() < kMaxRequestHead;
     if (t.state == TState::Draining) return t.client_shut;  // discarding until EOF
-    if (t.state != TState::Open || t.client_eof || t.c2u.space() == 0) return false;
+    if (t.state != TState::Open || t.client_eof || room(t.c2u, t.c2u_pipe) == 0) return false;
     if (t.http && t.body_left == 0) return false;
     return true;
   }
@@ -401,11 +467,11 @@ struct Proxy::Impl {
   void update(Tunnel& t) {
     std::uint32_t cev = 0, uev = 0;
     if (can_read_client(t)) cev |= EPOLLIN;
-    if ((t.state == TState::Open || t.state == TState::Draining) && !t.u2c.empty()) cev |= EPOLLOUT;
+    if ((t.state == TState::Open || t.state == TState::Draining) && pending(t.u2c, t.u2c_pipe) > 0) cev |= EPOLLOUT;
     if (t.state == TState::Connecting) uev = EPOLLOUT;
     if (t.state == TState::Open) {
-      if (!t.upstream_eof && t.u2c.space() > 0) uev |= EPOLLIN;
-      if (!t.gated && !t.c2u.empty()) uev |= EPOLLOUT;
+      if (!t.upstream_eof && room(t.u2c, t.u2c_pipe) > 0) uev |= EPOLLIN;
+      if (!t.gated && pending(t.c2u, t.c2u_pipe) > 0) uev |= EPOLLOUT;
     }
     loop.set(t.client.get(), cev);
     if (t.upstream) loop.set(t.upstream.get(), uev);
@@ -429,14 +495,14 @@ struct Proxy::Impl {
         break;
     }
     if (ev & EPOLLOUT) {
-      if (!send_from(t.client.get(), t.u2c)) return close_tunnel(t);
+      if (!drain(t.u2c, t.u2c_pipe, t.client.get())) return close_tunnel(t);
       t.deadline = Clock::now() + opts.timeouts.idle;
     }
     if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && can_read_client(t)) {
       std::size_t limit = t.http ? static_cast<std::size_t>(std::min<std::uint64_t>(t.body_left, t.c2u.space()))
                                  : t.c2u.space();
       const std::size_t before = t.c2u.size();
-      const int r = recv_into(t.client.get(), t.c2u, limit);
+      const int r = fill(t.client.get(), t.c2u, t.c2u_pipe, limit);
       if (r == -2) return close_tunnel(t);
       if (r == 0) t.client_eof = true;
       if (r == 1) {
@@ -445,7 +511,7 @@ struct Proxy::Impl {
       }
       if (t.gated && !classify(t)) return;
     }
-    if (!t.gated && !t.c2u.empty() && !send_from(t.upstream.get(), t.c2u)) return close_tunnel(t);
+    if (!t.gated && !drain(t.c2u, t.c2u_pipe, t.upstream.get())) return close_tunnel(t);
     settle(t);
   }
 
@@ -464,15 +530,15 @@ struct Proxy::Impl {
     }
     if (t.state != TState::Open) return;
     if (ev & EPOLLOUT) {
-      if (!send_from(t.upstream.get(), t.c2u)) return close_tunnel(t);
+      if (!t.gated && !drain(t.c2u, t.c2u_pipe, t.upstream.get())) return close_tunnel(t);
       t.deadline = Clock::now() + opts.timeouts.idle;
     }
-    if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !t.upstream_eof && t.u2c.space() > 0) {
-      const int r = recv_into(t.upstream.get(), t.u2c, t.u2c.space());
+    if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !t.upstream_eof && room(t.u2c, t.u2c_pipe) > 0) {
+      const int r = fill(t.upstream.get(), t.u2c, t.u2c_pipe, t.u2c.space());
       if (r == -2) return close_tunnel(t);
       if (r == 0) t.upstream_eof = true;
       if (r == 1) t.deadline = Clock::now() + opts.timeouts.idle;
-      if (!t.u2c.empty() && !send_from(t.client.get(), t.u2c)) return close_tunnel(t);
+      if (!drain(t.u2c, t.u2c_pipe, t.client.get())) return close_tunnel(t);
     }
     settle(t);
   }
@@ -484,17 +550,18 @@ struct Proxy::Impl {
       if (!t.c2u.empty()) return close_tunnel(t);  // left in the middle of a ClientHello
       t.gated = false;
     }
-    if (t.client_eof && t.c2u.empty() && !t.upstream_shut) {
+    if (t.client_eof && pending(t.c2u, t.c2u_pipe) == 0 && !t.upstream_shut) {
       ::shutdown(t.upstream.get(), SHUT_WR);
       t.upstream_shut = true;
     }
-    if (t.upstream_eof && t.u2c.empty() && !t.client_shut) {
+    if (t.upstream_eof && pending(t.u2c, t.u2c_pipe) == 0 && !t.client_shut) {
       // Plain http: the origin closes after its one response, and so do we.
       if (t.http) return close_tunnel(t);
       ::shutdown(t.client.get(), SHUT_WR);
       t.client_shut = true;
     }
     if (t.client_shut && t.upstream_shut) return close_tunnel(t);
+    maybe_splice(t);
     update(t);
   }
 

@@ -38,7 +38,8 @@ struct Timeouts {
 struct ProxyOptions {
   Policy policy;
   Timeouts timeouts;
-  std::size_t buffer_size = 64 * 1024;  // per direction per tunnel
+  std::size_t buffer_size = 64 * 1024;  // per direction per tunnel (buffer or pipe)
+  bool splice = true;  // relay established CONNECT tunnels with splice(2): two pipes each
   std::size_t max_connections = 4096;   // beyond this new clients are closed at once
   int resolver_threads = 4;
   std::optional<ResolveOverride> resolve_override;  // tests only (see resolver.hpp)
