@@ -113,10 +113,15 @@ class HttpOrigin {
 }  // namespace
 
 TEST_CASE("net proxy: an allowed CONNECT tunnels both ways and propagates half-close", "[net][proxy]") {
+  const bool splice = GENERATE(false, true);
+  INFO("splice " << splice);
   TempDir tmp;
   EchoServer echo;
   const std::string target = "a.test:" + std::to_string(echo.port());
-  TestProxy p(options({target}, true, {{"a.test", {"127.0.0.1"}}}), tmp.path() / "net.log");
+  ProxyOptions o = options({target}, true, {{"a.test", {"127.0.0.1"}}});
+  o.splice = splice;
+  o.buffer_size = 64 * 1024;
+  TestProxy p(std::move(o), tmp.path() / "net.log");
   p.start();
 
   Fd c = tunnel(p.port(), target);
