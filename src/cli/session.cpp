@@ -153,11 +153,13 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   }
   check_runnable(spec);
   prepare_project(spec);
+  // The supervisor (if none runs) sets itself up while we plan the session.
+  Fd starting = prestart_workspace(name);
   SessionSpec ss = make_session_spec(spec, cmd, verbose);
   if (verbose) {
     for (const auto& op : ss.plan.ops) std::fprintf(stderr, "pw: plan: %s\n", describe(op).c_str());
   }
-  Joined ws = join_workspace(name, summarize(cmd, spec.shell));
+  Joined ws = join_workspace(name, summarize(cmd, spec.shell), std::move(starting));
   if (spec.vault && spec.posture == Posture::Human && spec.vault->unlock == VaultUnlock::OnEnter) {
     vault_unlock_on_enter(name);
   }

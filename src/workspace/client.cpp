@@ -36,8 +36,8 @@ Fd connect_to(const fs::path& path) {
 }
 
 // Starts `pw __supervise` detached from us (double fork: it is nobody's child we must reap)
-// handing it the lock we hold; returns once it listens, or throws with its error.
-void start_supervisor(const std::string& name, int lock_fd) {
+// handing it the lock we hold; returns the read end of its readiness pipe.
+Fd spawn_supervisor(const std::string& name, int lock_fd) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) throw SysError("pipe");
   Fd ready_r(ready[0]), ready_w(ready[1]);
@@ -56,25 +56,35 @@ void start_supervisor(const std::string& name, int lock_fd) {
   ready_w.reset();
   int st;
   ::waitpid(mid, &st, 0);
+  return ready_r;
+}
+
+// Waits for a supervisor we started to listen, or throws with its error.
+void await_supervisor(const std::string& name, const Fd& ready) {
   char c;
   ssize_t n;
   do {
-    n = ::read(ready_r.get(), &c, 1);
+    n = ::read(ready.get(), &c, 1);
   } while (n < 0 && errno == EINTR);
   if (n != 1) throw Error("could not start the workspace supervisor for '" + name + "'");
 }
 
 }  // namespace
 
-Joined join_workspace(const std::string& name, const std::string& summary) {
+Fd prestart_workspace(const std::string& name) {
   WorkspacePaths paths = workspace_paths(name);
+  Fd lock(::open(paths.lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!lock) throw SysError("open " + paths.lock.string());
+  // Whoever holds the lock is (or is about to be) the live supervisor.
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return Fd();
+  return spawn_supervisor(name, lock.get());
+}
+
+Joined join_workspace(const std::string& name, const std::string& summary, Fd starting) {
+  WorkspacePaths paths = workspace_paths(name);
+  if (starting) await_supervisor(name, starting);
   for (int attempt = 0; attempt < 200; ++attempt) {
-    {
-      Fd lock(::open(paths.lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-      if (!lock) throw SysError("open " + paths.lock.string());
-      // Whoever holds the lock is (or is about to be) the live supervisor.
-      if (::flock(lock.get(), LOCK_EX | LOCK_NB) == 0) start_supervisor(name, lock.get());
-    }
+    if (Fd ready = prestart_workspace(name)) await_supervisor(name, ready);
     Fd conn = connect_to(paths.sock);
     if (conn) {
       proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " session " + summary);

@@ -19,9 +19,14 @@ struct Joined {
   Fd vault_anchor;              // O_PATH fd of the vault anchor, when the profile has a vault
 };
 
+// Starts the supervisor of `name` if none runs, without waiting for it: returns its
+// readiness pipe (to hand to join_workspace), or an empty Fd if one already runs. Lets the
+// caller plan its session while the supervisor sets itself up.
+Fd prestart_workspace(const std::string& name);
+
 // Connects to the workspace of profile `name`, starting its supervisor if none runs.
-// `summary` describes the session for `pw ps`.
-Joined join_workspace(const std::string& name, const std::string& summary);
+// `summary` describes the session for `pw ps`; `starting` is prestart_workspace()'s result.
+Joined join_workspace(const std::string& name, const std::string& summary, Fd starting = Fd());
 
 // Enters the joined workspace's namespaces (the calling process must be single-threaded).
 void enter_workspace(const Joined& ws);
