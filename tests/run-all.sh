@@ -64,6 +64,6 @@ run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # non-dumpable (LeakSanitizer cannot attach to those).
 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
-  run_suite asan -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON
+  run_suite asan -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_STATIC_DEPS=OFF
 
 step "all tests passed"
