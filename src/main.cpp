@@ -9,6 +9,7 @@
 
 #include "cli/session.hpp"
 #include "cli/vault_cmd.hpp"
+#include "net/log.hpp"
 #include "policy/env_plan.hpp"
 #include "policy/mount_plan.hpp"
 #include "profile/loader.hpp"
@@ -24,7 +25,7 @@ using namespace pw;
 namespace {
 
 const std::set<std::string> kCommands = {"new",  "list", "show",  "explain",    "ps",
-                                         "vault", "version", "help", "__supervise"};
+                                         "vault", "log", "version", "help", "__supervise"};
 
 int cmd_list() {
   for (const auto& n : list_profiles()) {
@@ -148,6 +149,9 @@ int main(int argc, char** argv) {
     c_explain->add_option("name", ex_name, "profile")->required();
     c_explain->add_option("path", ex_path, "a path to explain");
     app.add_subcommand("ps", "list running workspaces and their sessions");
+    auto* c_log = app.add_subcommand("log", "the network decisions of profile NAME's sessions (net.log)");
+    std::string log_name;
+    c_log->add_option("name", log_name, "profile")->required();
 
     auto* c_vault = app.add_subcommand("vault", "the project's encrypted vault (human posture)");
     c_vault->require_subcommand(1);
@@ -193,6 +197,7 @@ int main(int argc, char** argv) {
     if (*c_show) return cmd_show(show_name);
     if (*c_explain) return cmd_explain(ex_name, ex_path);
     if (app.got_subcommand("ps")) return cmd_ps();
+    if (*c_log) return net::print_log(log_name);
     if (*c_vault) {
       if (*v_init) return vault_init(v_name, v_pass, v_kdf);
       if (*v_unlock) return vault_unlock(v_name, v_pass);

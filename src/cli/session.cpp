@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include "cli/vault_cmd.hpp"
+#include "net/process.hpp"
 #include "policy/env_plan.hpp"
 #include "profile/loader.hpp"
 #include "sandbox/spawn.hpp"
@@ -122,6 +123,17 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   std::vector<std::string> host_env;
   for (char** e = environ; *e; ++e) host_env.emplace_back(*e);
   ss.env = plan_env(spec, {host_env, host.home, host.user});
+  if (spec.net == NetMode::Allowlist) {
+    ss.net_proxy = true;
+    for (const auto& [k, v] : net::proxy_env()) ss.env.push_back(k + "=" + v);
+  }
+  if (spec.ssh_agent == SshAgentMode::Forward) {
+    // In the workspace's /tmp, named for this client so sessions do not collide.
+    ss.ssh_agent_socket = fs::path("/tmp") / ("pw-ssh-agent-" + std::to_string(::getpid()) + ".sock");
+    std::erase_if(ss.env, [](const std::string& e) { return e.rfind("SSH_AUTH_SOCK=", 0) == 0; });
+    ss.env.push_back("SSH_AUTH_SOCK=" + ss.ssh_agent_socket.string());
+  }
+  std::sort(ss.env.begin(), ss.env.end());
   if (!ctx.control_socket.empty()) {
     // `pw vault` inside a human session finds its workspace through these.
     ss.env.push_back("PW_CONTROL_SOCKET=" + ctx.control_socket.string());
@@ -166,6 +178,7 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   if (verbose) std::fprintf(stderr, "pw: joined workspace %s (staging %s)\n", name.c_str(), ws.stage.c_str());
   enter_workspace(ws);
   ss.newroot = ws.stage / "root";
+  ss.control_fd = ws.conn.get();
   // Cloned here, in the workspace's mount namespace, where the anchor lives; the session
   // attaches the clone in its own namespace.
   Fd vault_tree;

@@ -18,10 +18,12 @@
 #include <cstring>
 #include <string>
 
+#include "net/process.hpp"
 #include "sandbox/netns.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "workspace/protocol.hpp"
 
 extern char** environ;
 
@@ -97,6 +99,12 @@ void reset_signals() {
       throw SysError("make mounts private");
     }
     if (spec.new_net) bring_up_loopback();
+    if (spec.net_proxy) {
+      // The supervisor's proxy accepts on it from the host's network namespace; nothing
+      // else leads out of this one.
+      Fd http = net::listen_loopback();
+      proto::send(spec.control_fd, "net-listen http", {http.get()});
+    }
     build_root(spec.newroot, spec.plan, spec.dev, spec.vault_tree);
     if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0) {
       throw SysError("set hostname");
@@ -106,7 +114,14 @@ void reset_signals() {
     // the session then holds no capability over its mounts, so it cannot unmount a mask.
     enter_user_namespace_as(spec.uid, spec.gid);
     die_with_parent(lifeline);  // creds changed: the death signal was reset
+    if (!spec.ssh_agent_socket.empty()) {
+      // Made as the user, inside the session's view; served by the supervisor's filter.
+      Fd agent = net::listen_unix(spec.ssh_agent_socket);
+      proto::send(spec.control_fd, "net-listen ssh-agent", {agent.get()});
+    }
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw SysError("set no_new_privs");
+    // Never within the payload's reach.
+    if (spec.control_fd >= 0) ::close(spec.control_fd);
   } catch (const std::exception& e) {
     fail(errfd, std::string("pw: sandbox setup failed: ") + e.what());
   }
@@ -186,7 +201,8 @@ int run_session(const SessionSpec& spec, int watch_fd) {
   if (pid == 0) {
     err_r.reset();
     life_w.reset();
-    if (watch_fd >= 0) ::close(watch_fd);
+    // pid 1 keeps the supervisor connection only to hand over its listening sockets.
+    if (watch_fd >= 0 && watch_fd != spec.control_fd) ::close(watch_fd);
     ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     session_init(spec, err_w.get(), life_r.get());
   }

@@ -30,6 +30,12 @@ struct SessionSpec {
   seccomp::Program seccomp;
   bool verbose = false;
   int vault_tree = -1;  // detached clone of the workspace's vault anchor (human posture)
+  // Allowlist mode: listen on 127.0.0.1:3128 in the session's network namespace and hand
+  // the socket to the supervisor over `control_fd` (its proxy accepts on it).
+  bool net_proxy = false;
+  // Forward mode: the filtered ssh-agent socket, made inside the session at this path.
+  std::filesystem::path ssh_agent_socket;
+  int control_fd = -1;
 };
 
 // Runs a session to completion from a process that is root in the workspace's user

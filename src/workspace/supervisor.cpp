@@ -8,7 +8,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,8 +18,10 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <sstream>
 
+#include "net/process.hpp"
 #include "profile/loader.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
@@ -104,9 +108,16 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   Fd listener, userns, mntns;
   // The vault's settings are read once, as the user, before entering the namespace.
   fs::path cipherdir;
+  // The network proxy (allowlist and ssh-agent forward modes): forked now, as the user in
+  // the host's network namespace; the sessions hand it their listening sockets.
+  net::ProxyProcess proxy;
+  std::optional<net::ProxyProcessConfig> proxy_config;
   try {
     ProfileSpec spec = load_profile(name);
     if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
+    if (spec.net == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {
+      proxy_config = net::proxy_config(spec);  // a bad entry is reported to the client
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pw: workspace %s: %s\n", name.c_str(), e.what());
     return 1;
@@ -137,6 +148,14 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   if (::write(ready.get(), "1", 1) != 1) return 1;
   ready.reset();
   ::dup2(devnull.get(), 2);
+  // Forked only now: it must not hold the client's stderr open.
+  if (proxy_config) {
+    try {
+      proxy = net::start_proxy_process(*proxy_config);
+    } catch (const std::exception&) {
+      return 1;  // sessions then fail to reach us rather than run without their proxy
+    }
+  }
 
   std::map<int, Client> clients;
   bool had_session = false;
@@ -158,13 +177,27 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
       if (!fds[i].revents) continue;
       Client& c = clients[fds[i].fd];
       std::string msg;
+      std::vector<Fd> passed;
       bool alive = false;
       try {
-        alive = proto::recv(c.fd.get(), msg);
+        alive = proto::recv(c.fd.get(), msg, &passed);
       } catch (const std::exception&) {
       }
-      if (!alive) clients.erase(fds[i].fd);
-      // Sessions send nothing after the handshake; stray data is ignored.
+      if (!alive) {
+        clients.erase(fds[i].fd);
+        continue;
+      }
+      // A session's listening socket for the proxy, sent by its pid 1. It lives as long as
+      // the session's client (the lifeline); anything else is ignored.
+      const bool http = msg == "net-listen http", agent = msg == "net-listen ssh-agent";
+      if (c.is_session && proxy.control && (http || agent) && passed.size() == 1) {
+        Fd lifeline(static_cast<int>(::syscall(SYS_pidfd_open, c.info.pid, 0)));
+        try {
+          net::send_listener(proxy.control.get(), http ? net::ListenerKind::Http : net::ListenerKind::SshAgent,
+                             passed[0].get(), lifeline.get());
+        } catch (const std::exception&) {
+        }
+      }
     }
     if (fds[0].revents & POLLIN) {
       Fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -224,6 +257,11 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   }
   // Last session gone: the plaintext goes with it, and the key.
   vault.lock();
+  if (proxy.control) {
+    proxy.control.reset();  // the proxy exits when its control socket closes
+    while (::waitpid(proxy.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
 
   // Remove the socket only if it is still ours; a successor may have replaced it.
   struct stat now {};

@@ -1,0 +1,120 @@
+// The agent posture's network allowlist, through real sessions: the only way out is the
+// workspace's proxy, which lets through exactly what the profile allows and logs it.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <sstream>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace fs = std::filesystem;
+using it::World;
+
+namespace {
+
+// A tiny HTTP server on the host's loopback: every request gets "hello from PORT".
+struct TestServer {
+  int fd = -1;
+  int port = 0;
+  std::atomic<bool> stop{false};
+  std::thread th;
+
+  TestServer() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    REQUIRE(::listen(fd, 16) == 0);
+    th = std::thread([this] {
+      while (!stop) {
+        pollfd p = {fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) continue;
+        int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        char buf[4096];
+        pollfd q = {c, POLLIN, 0};
+        if (::poll(&q, 1, 2000) > 0 && ::read(c, buf, sizeof buf) > 0) {
+          std::string body = "hello from " + std::to_string(port);
+          std::string r = "HTTP/1.0 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\nConnection: close\r\n\r\n" + body;
+          (void)!::write(c, r.data(), r.size());
+        }
+        ::close(c);
+      }
+    });
+  }
+  ~TestServer() {
+    stop = true;
+    th.join();
+    ::close(fd);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("network allowlist: only allowed hosts, only through the proxy, every decision logged",
+          "[network]") {
+  auto& w = World::get();
+  if (!it::require(fs::exists("/usr/bin/curl"), "curl (packaging/install-deps.sh installs it)")) return;
+  TestServer srv;
+  const std::string port = std::to_string(srv.port);
+  w.write_profile("net-llm", "[project]\ndir = \"" + w.project.string() +
+                                 "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+                                 "[network]\nmode = \"allowlist\"\nallow = [\"allowed.test:" + port +
+                                 "\"]\nallow_private = true\n");
+  // The test servers stand in for real hosts: a test-only name table maps them to loopback.
+  std::vector<std::string> env = w.env;
+  env.push_back("PW_TEST_RESOLVE=allowed.test=127.0.0.1,denied.test=127.0.0.1");
+  auto in = [&](const std::string& sh) { return it::run({PW_BIN, "net-llm", "--", "/bin/sh", "-c", sh}, env); };
+
+  // Allowed, through the proxy the environment points at.
+  auto r = in("curl -sS -m 10 http://allowed.test:" + port + "/");
+  INFO(r.err);
+  CHECK(r.out == "hello from " + port);
+  CHECK(in("echo $HTTPS_PROXY $http_proxy").out == "http://127.0.0.1:3128 http://127.0.0.1:3128\n");
+  // Not on the list; an IP literal; the right name on another port.
+  CHECK(in("curl -sS -m 10 -o /dev/null -w '%{http_code}' http://denied.test:" + port + "/").out == "403");
+  CHECK(in("curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:3128 --noproxy '' http://127.0.0.1:" +
+           port + "/")
+            .out == "403");
+  CHECK(in("curl -sS -m 10 -o /dev/null -w '%{http_code}' http://allowed.test:1/").out == "403");
+  // A CONNECT tunnel to an allowed host whose TLS ClientHello names another host is cut.
+  if (it::require(fs::exists("/usr/bin/openssl"), "openssl (packaging/install-deps.sh installs it)")) {
+    r = in("openssl s_client -proxy 127.0.0.1:3128 -connect allowed.test:" + port +
+           " -servername evil.test </dev/null >/dev/null 2>&1; echo rc=$?");
+    CHECK(r.out != "rc=0\n");
+  }
+  // Around the proxy there is nothing: the host's loopback, any address, UDP, DNS.
+  fs::path probe = w.probe_bin;
+  r = in(probe.string() + " connect 127.0.0.1 " + port + "; " + probe.string() + " connect 1.1.1.1 443; " +
+         probe.string() + " udp 8.8.8.8 53");
+  std::istringstream lines(r.out);
+  std::string l;
+  std::vector<std::string> got;
+  while (std::getline(lines, l)) got.push_back(l);
+  REQUIRE(got.size() == 3);
+  CHECK(got[0] != "OK");
+  CHECK(got[1] != "OK");
+  CHECK(got[2] != "OK");
+  CHECK(in("getent hosts example.com; echo rc=$?").out.find("rc=0") == std::string::npos);
+
+  // The log names each decision, host quoted.
+  auto log = w.pw({"log", "net-llm"}).out;
+  INFO(log);
+  CHECK(log.find("\"allowed.test:" + port + "\" allow") != std::string::npos);
+  CHECK(log.find("\"denied.test:" + port + "\" deny") != std::string::npos);
+  CHECK(log.find("\"127.0.0.1:" + port + "\" deny") != std::string::npos);
+  CHECK(log.find("\"allowed.test:1\" deny") != std::string::npos);
+  CHECK(log.find("deny tls TLS server name \"evil.test\" differs from the CONNECT host") != std::string::npos);
+}
