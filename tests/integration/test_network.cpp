@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <sstream>
@@ -117,4 +118,53 @@ TEST_CASE("network allowlist: only allowed hosts, only through the proxy, every 
   CHECK(log.find("\"127.0.0.1:" + port + "\" deny") != std::string::npos);
   CHECK(log.find("\"allowed.test:1\" deny") != std::string::npos);
   CHECK(log.find("deny tls TLS server name \"evil.test\" differs from the CONNECT host") != std::string::npos);
+}
+
+TEST_CASE("ssh-agent forward: only the allowed key is listed and signs; the agent cannot be changed",
+          "[network][ssh]") {
+  auto& w = World::get();
+  if (!it::require(fs::exists("/usr/bin/ssh-agent") && fs::exists("/usr/bin/ssh-keygen"),
+                   "openssh-client (packaging/install-deps.sh installs it)")) {
+    return;
+  }
+  fs::path dir = w.home / "sshtest";
+  fs::create_directories(dir);
+  fs::path sock = dir / "agent.sock";
+  auto host = [&](const std::string& sh) { return it::run({"/bin/sh", "-c", sh}, w.env); };
+  auto setup = host("cd " + dir.string() +
+                    " && ssh-keygen -q -t ed25519 -N '' -C one -f k1 && ssh-keygen -q -t ed25519 -N '' -C two -f k2"
+                    " && ssh-agent -a " + sock.string() + " | sed -n 's/.*SSH_AGENT_PID=\\([0-9]*\\);.*/\\1/p'");
+  INFO(setup.err);
+  REQUIRE(setup.rc == 0);
+  const std::string agent_pid = setup.out.substr(0, setup.out.find('\n'));
+  REQUIRE(!agent_pid.empty());
+  std::vector<std::string> env = w.env;
+  env.push_back("SSH_AUTH_SOCK=" + sock.string());
+  REQUIRE(it::run({"/bin/sh", "-c", "ssh-add -q " + (dir / "k1").string() + " " + (dir / "k2").string()}, env).rc == 0);
+  std::string fp1 = host("ssh-keygen -lf " + (dir / "k1.pub").string() + " | cut -d' ' -f2").out;
+  fp1 = fp1.substr(0, fp1.find('\n'));
+  fs::copy_file(dir / "k1.pub", w.project / "k1.pub", fs::copy_options::overwrite_existing);
+  it::write_file(w.project / "data.txt", "sign me\n");
+
+  w.write_profile("ssh-llm", "[project]\ndir = \"" + w.project.string() +
+                                 "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+                                 "[ssh_agent]\nmode = \"forward\"\nkeys = [\"" + fp1 + "\"]\n");
+  auto in = [&](const std::string& sh) { return it::run({PW_BIN, "ssh-llm", "--", "/bin/sh", "-c", sh}, env); };
+  auto r = in("ssh-add -l");
+  INFO(r.out << r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.out.find(fp1) != std::string::npos);
+  CHECK(r.out.find("two") == std::string::npos);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  r = in("cd " + w.project.string() + " && rm -f data.txt.sig && ssh-keygen -q -Y sign -f k1.pub -n file data.txt"
+         " && test -s data.txt.sig && echo signed");
+  CHECK(r.out == "signed\n");
+  CHECK(in("ssh-add -D").rc != 0);
+  CHECK(in("ssh-add " + (dir / "k2").string()).rc != 0);
+  // The key files and the real agent's socket are out of reach.
+  CHECK(in("cat " + (dir / "k1").string() + " || echo hidden").out.find("hidden") != std::string::npos);
+  CHECK(in("SSH_AUTH_SOCK=" + sock.string() + " ssh-add -l; echo rc=$?").out.find("rc=0") == std::string::npos);
+  // Both keys are still in the real agent.
+  CHECK(it::run({"/bin/sh", "-c", "ssh-add -l | wc -l"}, env).out == "2\n");
+  host("kill " + agent_pid);
 }
