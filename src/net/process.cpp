@@ -20,6 +20,7 @@
 
 #include "profile/spec.hpp"
 #include "util/error.hpp"
+#include "workspace/protocol.hpp"
 
 namespace fs = std::filesystem;
 
@@ -28,35 +29,6 @@ namespace {
 
 constexpr std::size_t kMaxControlMessage = 4096;
 
-// One control message: text with up to two fds attached.
-bool recv_control(int sock, std::string& text, std::vector<Fd>& fds) {
-  char buf[kMaxControlMessage];
-  struct iovec iov = {buf, sizeof buf};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 2)];
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) throw SysError("proxy control: recvmsg");
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      fds.emplace_back(fd);
-    }
-  }
-  if (n == 0 && fds.empty()) return false;
-  if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) throw Error("proxy control: message truncated");
-  text.assign(buf, static_cast<std::size_t>(n));
-  return true;
-}
 
 }  // namespace
 
@@ -167,25 +139,9 @@ void send_listener(int control, ListenerKind kind, int listen_fd, int lifeline, 
   std::string text = kind == ListenerKind::Http ? "listen http" : "listen ssh-agent";
   if (kind == ListenerKind::SshAgent && !ssh_upstream.empty()) text += " " + ssh_upstream;
   if (text.size() > kMaxControlMessage) throw Error("proxy control: message too long");
-  int fds[2] = {listen_fd, lifeline};
-  const std::size_t nfds = lifeline >= 0 ? 2 : 1;
-  struct iovec iov = {text.data(), text.size()};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 2)] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-  std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-  ssize_t n;
-  do {
-    n = ::sendmsg(control, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) throw SysError("hand a listener to the network proxy");
+  std::vector<int> fds = {listen_fd};
+  if (lifeline >= 0) fds.push_back(lifeline);
+  proto::send(control, text, fds);
 }
 
 int run_proxy_process(const ProxyProcessConfig& config, int control) {
@@ -206,7 +162,7 @@ int run_proxy_process(const ProxyProcessConfig& config, int control) {
     std::vector<Fd> fds;
     bool alive = false;
     try {
-      alive = recv_control(control, text, fds);
+      alive = proto::recv(control, text, &fds);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "pw: network proxy of %s: %s\n", config.workspace.c_str(), e.what());
     }

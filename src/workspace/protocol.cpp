@@ -58,6 +58,7 @@ bool recv(int sock, std::string& text, std::vector<Fd>* fds) {
     }
   }
   if (n == 0) return false;
+  if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) throw Error("control message truncated");
   text.assign(buf.data(), static_cast<size_t>(n));
   return true;
 }
