@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
-#include <set>
 
 #include "cli/session.hpp"
 #include "cli/vault_cmd.hpp"
@@ -23,9 +22,6 @@ namespace fs = std::filesystem;
 using namespace pw;
 
 namespace {
-
-const std::set<std::string> kCommands = {"new",  "list", "show",  "explain",    "ps",
-                                         "vault", "log", "version", "help", "__supervise"};
 
 int cmd_list() {
   for (const auto& n : list_profiles()) {

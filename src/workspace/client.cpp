@@ -27,10 +27,7 @@ namespace {
 Fd connect_to(const fs::path& path) {
   Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!s) throw SysError("socket");
-  struct sockaddr_un addr {};
-  addr.sun_family = AF_UNIX;
-  if (path.string().size() >= sizeof addr.sun_path) throw Error("socket path too long: " + path.string());
-  std::strcpy(addr.sun_path, path.c_str());
+  struct sockaddr_un addr = proto::address(path);
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return Fd();
   return s;
 }

@@ -33,6 +33,14 @@ void send(int sock, const std::string& text, const std::vector<int>& fds) {
   if (n < 0) throw SysError("send to workspace socket");
 }
 
+struct sockaddr_un address(const std::filesystem::path& path) {
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof addr.sun_path) throw Error("socket path too long: " + path.string());
+  std::strcpy(addr.sun_path, path.c_str());
+  return addr;
+}
+
 bool recv(int sock, std::string& text, std::vector<Fd>* fds) {
   std::vector<char> buf(65536);
   struct iovec iov = {buf.data(), buf.size()};

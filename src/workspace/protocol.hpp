@@ -2,6 +2,9 @@
 // SOCK_SEQPACKET message, with file descriptors attached where a message carries them.
 #pragma once
 
+#include <sys/un.h>
+
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -10,6 +13,9 @@
 namespace pw::proto {
 
 constexpr int kVersion = 1;
+
+// The address of a unix socket at `path`; throws Error if the path does not fit.
+struct sockaddr_un address(const std::filesystem::path& path);
 
 // Sends `text` with `fds` attached (SCM_RIGHTS). Throws on failure.
 void send(int sock, const std::string& text, const std::vector<int>& fds = {});

@@ -46,10 +46,7 @@ struct Client {
 Fd listen_on(const fs::path& path) {
   Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!s) throw SysError("socket");
-  struct sockaddr_un addr {};
-  addr.sun_family = AF_UNIX;
-  if (path.string().size() >= sizeof addr.sun_path) throw Error("socket path too long: " + path.string());
-  std::strcpy(addr.sun_path, path.c_str());
+  struct sockaddr_un addr = proto::address(path);
   ::unlink(path.c_str());  // stale: we hold the lock, so no live supervisor owns it
   if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     throw SysError("bind " + path.string());
