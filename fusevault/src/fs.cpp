@@ -789,8 +789,9 @@ void Fs::unlink(std::uint64_t parent, std::string_view name) {
 }
 
 namespace {
-// True if the directory holds nothing but its id file.
-bool dir_is_empty(int dfd) {
+// A fresh directory stream on the directory behind `dfd` (cached dir fds are O_PATH and
+// shared, so each listing opens its own).
+DIR* open_dir_stream(int dfd) {
   int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) fail_errno();
   DIR* d = ::fdopendir(fd);
@@ -798,6 +799,12 @@ bool dir_is_empty(int dfd) {
     ::close(fd);
     fail_errno();
   }
+  return d;
+}
+
+// True if the directory holds nothing but its id file.
+bool dir_is_empty(int dfd) {
+  DIR* d = open_dir_stream(dfd);
   bool empty = true;
   while (dirent* de = ::readdir(d)) {
     const std::string_view n(de->d_name);
@@ -1151,13 +1158,7 @@ std::vector<DirEntry> Fs::readdir(std::uint64_t ino, std::vector<std::string>* d
   Node* n = get(ino);
   const int dfd = dir_fd(n);
   const format::DirId& did = dir_id(n);
-  int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail_errno();
-  DIR* d = ::fdopendir(fd);
-  if (!d) {
-    ::close(fd);
-    fail_errno();
-  }
+  DIR* d = open_dir_stream(dfd);
   std::vector<DirEntry> out;
   out.push_back({".", DT_DIR, 0});
   out.push_back({"..", DT_DIR, 0});
