@@ -6,9 +6,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -67,6 +69,15 @@ inline int run(const std::string& cmd, std::string* out = nullptr) {
   if (out) *out = s;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
+
+// Kills and reaps a helper process (a test server, an ssh-agent) when the test ends.
+struct KillOnExit {
+  pid_t pid;
+  ~KillOnExit() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+};
 
 inline Fd connect_to(std::uint16_t port) {
   Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

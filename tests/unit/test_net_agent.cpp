@@ -94,13 +94,7 @@ TEST_CASE("net agent: a real ssh-agent through the filter", "[net][agent][tools]
     ::execlp("ssh-agent", "ssh-agent", "-D", "-a", real.c_str(), nullptr);
     _exit(127);
   }
-  struct Reap {
-    pid_t pid;
-    ~Reap() {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  } reap{agent_pid};
+  nettest::KillOnExit reap{agent_pid};
   REQUIRE(wait_for_socket(real));
   const std::string as_real = "SSH_AUTH_SOCK=" + real + " ";
   const std::string as_session = "SSH_AUTH_SOCK=" + filtered + " ";

@@ -335,13 +335,7 @@ TEST_CASE("net proxy: a real TLS handshake passes with the right SNI and fails w
              key.c_str(), "-www", nullptr);
     _exit(127);
   }
-  struct Reap {
-    pid_t pid;
-    ~Reap() {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  } reap{server};
+  nettest::KillOnExit reap{server};
   REQUIRE(wait_for([&] {
     Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in a{};
