@@ -12,6 +12,7 @@
 #include "policy/env_plan.hpp"
 #include "policy/mount_plan.hpp"
 #include "profile/loader.hpp"
+#include "sandbox/landlock.hpp"
 #include "sandbox/seccomp.hpp"
 #include "util/error.hpp"
 #include "workspace/workspace.hpp"
@@ -63,6 +64,18 @@ int cmd_explain(const std::string& name, const std::string& path) {
               spec.ipc ? ", ipc" : "", spec.net != NetMode::Host ? ", net (loopback only)" : "");
   std::printf("# mounts, in order, on a fresh tmpfs root:\n");
   for (const auto& op : plan.ops) std::printf("%s\n", describe(op).c_str());
+  if (spec.landlock == LandlockMode::Off) {
+    std::printf("# landlock: off\n");
+  } else {
+    int abi = landlock::abi();
+    std::printf("# landlock (%s, kernel ABI %d): rights granted beneath each path\n", to_string(spec.landlock), abi);
+    for (const auto& r : plan_landlock(plan)) std::printf("%s\n", describe(r).c_str());
+    try {
+      if (std::string w = landlock::check(spec.landlock, abi); !w.empty()) std::printf("#   %s\n", w.c_str());
+    } catch (const std::exception& e) {
+      std::printf("#   refused at start: %s\n", e.what());
+    }
+  }
   std::printf("# seccomp (%s):\n", to_string(spec.seccomp));
   for (const auto& d : seccomp::describe(spec)) std::printf("  %s\n", d.c_str());
   std::printf("# environment%s:\n", spec.clean_env ? " (clean: host variables dropped but the kept few)" : "");

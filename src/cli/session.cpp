@@ -15,6 +15,7 @@
 #include "net/process.hpp"
 #include "policy/env_plan.hpp"
 #include "profile/loader.hpp"
+#include "sandbox/landlock.hpp"
 #include "sandbox/spawn.hpp"
 #include "util/error.hpp"
 #include "workspace/runtime.hpp"
@@ -152,6 +153,17 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   ss.new_net = spec.net != NetMode::Host;
   ss.new_ipc = spec.ipc;
   ss.seccomp = seccomp::build(spec);
+  if (spec.landlock != LandlockMode::Off) {
+    ss.landlock = plan_landlock(ss.plan);
+    ss.landlock_abi = landlock::abi();
+  }
+#ifdef PW_TEST_HOOKS
+  // Test builds only: a writable bind the plan (and so the Landlock rules) knows nothing
+  // of, to show the second wall holding where the first one was widened by mistake.
+  if (const char* w = std::getenv("PW_TEST_WIDEN_RW"); w && *w) {
+    ss.plan.ops.insert(ss.plan.ops.begin(), MountOp{OpKind::BindRw, w, w, "test hook: widened view"});
+  }
+#endif
   ss.verbose = verbose;
   return ss;
 }
@@ -164,6 +176,10 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
     for (const auto& w : spec.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
   }
   check_runnable(spec);
+  // Refused (required) or warned about (best-effort) before anything starts.
+  if (std::string w = landlock::check(spec.landlock, landlock::abi()); !w.empty()) {
+    std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  }
   prepare_project(spec);
   // The supervisor (if none runs) sets itself up while we plan the session.
   Fd starting = prestart_workspace(name);

@@ -255,18 +255,6 @@ bool is_executable_file(const fs::path& p) {
   return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
 }
 
-// ---------------------------------------------------------------------------------------
-// NOT YET SUPPORTED. Features whose issues have not landed: they are parsed and type-checked
-// above (so a profile written for a later pw gives a precise message), then refused here.
-// Delete the matching check when the feature lands.
-// ---------------------------------------------------------------------------------------
-void refuse_not_yet_supported(const ProfileSpec& spec, const Reader& r) {
-  const std::string later = "not yet supported by this version of pw";
-  if (spec.landlock == LandlockMode::Required) {
-    throw ProfileError(r.where("walls.landlock"), "walls.landlock = \"required\"", later);
-  }
-}
-
 }  // namespace
 
 bool valid_profile_name(std::string_view name) {
@@ -607,7 +595,6 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
     for (auto& v : vars) spec.env.emplace_back(std::move(v.name), std::move(v.value));
   }
 
-  refuse_not_yet_supported(spec, r);
   return spec;
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "net/process.hpp"
+#include "sandbox/landlock.hpp"
 #include "sandbox/netns.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
@@ -120,6 +121,8 @@ void reset_signals() {
       proto::send(spec.control_fd, "net-listen ssh-agent", {agent.get()});
     }
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw SysError("set no_new_privs");
+    // Under the mounts, a second wall that does not depend on them being right.
+    landlock::apply(spec.landlock, spec.landlock_abi);
     // Never within the payload's reach.
     if (spec.control_fd >= 0) ::close(spec.control_fd);
   } catch (const std::exception& e) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "policy/landlock_plan.hpp"
 #include "policy/mount_plan.hpp"
 #include "sandbox/mounts.hpp"
 #include "sandbox/seccomp.hpp"
@@ -28,6 +29,9 @@ struct SessionSpec {
   bool new_net = true;
   bool new_ipc = true;
   seccomp::Program seccomp;
+  // The second wall: applied at `landlock_abi` (0: not at all) by the session's init.
+  std::vector<LandlockRule> landlock;
+  int landlock_abi = 0;
   bool verbose = false;
   int vault_tree = -1;  // detached clone of the workspace's vault anchor (human posture)
   // Allowlist mode: listen on 127.0.0.1:3128 in the session's network namespace and hand

@@ -27,12 +27,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -511,6 +513,24 @@ int op_udp(const std::string& host, const std::string& port) {
   return print(result(err));
 }
 
+// Connects to a unix socket: "@NAME" is abstract, anything else a path.
+int op_uconnect(const std::string& name) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (name.empty() || name.size() >= sizeof a.sun_path) usage("bad unix socket name");
+  std::memcpy(a.sun_path, name.data(), name.size());
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  if (name[0] == '@') {
+    a.sun_path[0] = '\0';
+  } else {
+    len = sizeof a;
+  }
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int err = fd < 0 ? errno : errno_of(::connect(fd, reinterpret_cast<sockaddr*>(&a), len));
+  if (fd >= 0) ::close(fd);
+  return print(result(err));
+}
+
 int op_resolve(const std::string& name) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -604,6 +624,7 @@ int main(int argc, char** argv) {
       {"cwd", 0, 0, [](V) { return op_cwd(); }},
       {"connect", 2, 2, [](V v) { return op_connect(v[0], v[1]); }},
       {"udp", 2, 2, [](V v) { return op_udp(v[0], v[1]); }},
+      {"uconnect", 1, 1, [](V v) { return op_uconnect(v[0]); }},
       {"resolve", 1, 1, [](V v) { return op_resolve(v[0]); }},
       {"kill-self", 1, 1, [](V v) { return op_kill_self(v[0]); }},
       {"exit", 1, 1, [](V v) { return op_exit(v[0]); }},

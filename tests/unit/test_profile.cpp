@@ -425,11 +425,9 @@ TEST_CASE("profile: [env] names and reserved variables", "[profile]") {
   CHECK(w.parse(w.doc("[env]\nPW_OTHER = \"ok\"\n")).env.size() == 1);
 }
 
-TEST_CASE("profile: features not yet supported are parsed, then refused", "[profile]") {
+TEST_CASE("profile: vault and network keys are checked", "[profile]") {
   World w;
-  CHECK(w.error(w.doc("[walls]\nlandlock = \"required\"\n")) ==
-        "p.toml:4:12: walls.landlock = \"required\": not yet supported by this version of pw");
-  // Type errors inside them still come first.
+  CHECK(w.parse(w.doc("[walls]\nlandlock = \"required\"\n")).landlock == LandlockMode::Required);
   CHECK(w.error(w.doc("[vault]\ncipherdir = 1\nmountpoint = \"~/m\"\n")) ==
         "p.toml:4:13: vault.cipherdir: expected a string, got an integer");
   CHECK(w.error(w.doc("[vault]\nmountpoint = \"~/m\"\n")) ==
