@@ -6,6 +6,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "check/wallcheck.hpp"
 #include "cli/session.hpp"
 #include "cli/vault_cmd.hpp"
 #include "net/log.hpp"
@@ -127,6 +128,11 @@ int main(int argc, char** argv) {
       if (argc != 5) return 2;
       return supervisor_main(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
     }
+    // `pw check`'s two halves: the session it starts, and the checks run inside it.
+    if (argc >= 2 && std::string(argv[1]) == "__wallcheck") return check::agent_main(argc - 2, argv + 2);
+    if (argc >= 5 && std::string(argv[1]) == "__check-session" && std::string(argv[3]) == "--") {
+      return run_profile(argv[2], std::vector<std::string>(argv + 4, argv + argc), false, true);
+    }
 
     CLI::App app{"pw: per-project workspaces with a human and an agent posture.\n"
                  "  pw NAME              a shell in profile NAME's sandbox\n"
@@ -158,6 +164,10 @@ int main(int argc, char** argv) {
     c_explain->add_option("name", ex_name, "profile")->required();
     c_explain->add_option("path", ex_path, "a path to explain");
     app.add_subcommand("ps", "list running workspaces and their sessions");
+    auto* c_check = app.add_subcommand("check", "test every wall of profile NAME from inside a fresh session");
+    std::string check_name;
+    c_check->add_option("name", check_name, "profile")->required();
+    c_check->add_flag("-v,--verbose", verbose, "also list skipped checks and each expectation's source");
     auto* c_log = app.add_subcommand("log", "the network decisions of profile NAME's sessions (net.log)");
     std::string log_name;
     c_log->add_option("name", log_name, "profile")->required();
@@ -206,6 +216,7 @@ int main(int argc, char** argv) {
     if (*c_show) return cmd_show(show_name);
     if (*c_explain) return cmd_explain(ex_name, ex_path);
     if (app.got_subcommand("ps")) return cmd_ps();
+    if (*c_check) return check::run(check_name, verbose);
     if (*c_log) return net::print_log(log_name);
     if (*c_vault) {
       if (*v_init) return vault_init(v_name, v_pass, v_kdf);

@@ -38,7 +38,7 @@ HostFacts host_facts() {
   return h;
 }
 
-PlanContext plan_context(const ProfileSpec& spec, const HostFacts& host) {
+PlanContext plan_context(const ProfileSpec& spec, const HostFacts& host, bool for_check) {
   PlanContext ctx;
   ctx.home = fs::path(host.home).lexically_normal();
   ctx.config_dir = config_dir();
@@ -51,6 +51,10 @@ PlanContext plan_context(const ProfileSpec& spec, const HostFacts& host) {
     std::error_code ec;
     ctx.self_exe = fs::read_symlink("/proc/self/exe", ec);
     if (spec.vault) ctx.vault_source = ctx.workspace_dir / "vault";
+  }
+  if (for_check) {
+    std::error_code ec;
+    ctx.self_exe = fs::read_symlink("/proc/self/exe", ec);
   }
   return ctx;
 }
@@ -107,9 +111,9 @@ std::string summarize(const std::vector<std::string>& cmd, const std::string& sh
 }  // namespace
 
 SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::string>& cmd,
-                              bool verbose) {
+                              bool verbose, bool for_check) {
   HostFacts host = host_facts();
-  PlanContext ctx = plan_context(spec, host);
+  PlanContext ctx = plan_context(spec, host, for_check);
   HostFs hostfs;
   SessionSpec ss;
   ss.plan = plan_mounts(spec, ctx, hostfs);
@@ -168,7 +172,8 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   return ss;
 }
 
-int run_profile(const std::string& name, const std::vector<std::string>& cmd, bool verbose) {
+int run_profile(const std::string& name, const std::vector<std::string>& cmd, bool verbose,
+                bool for_check) {
   ProfileSpec spec = load_profile(name);
   // Profile warnings (paths that do not exist) are for `pw show`/`explain` and --verbose;
   // repeating them at every start would train users to ignore pw's output.
@@ -183,12 +188,12 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   prepare_project(spec);
   // The supervisor (if none runs) sets itself up while we plan the session.
   Fd starting = prestart_workspace(name);
-  SessionSpec ss = make_session_spec(spec, cmd, verbose);
+  SessionSpec ss = make_session_spec(spec, cmd, verbose, for_check);
   if (verbose) {
     for (const auto& op : ss.plan.ops) std::fprintf(stderr, "pw: plan: %s\n", describe(op).c_str());
   }
   Joined ws = join_workspace(name, summarize(cmd, spec.shell), std::move(starting));
-  if (spec.vault && spec.posture == Posture::Human && spec.vault->unlock == VaultUnlock::OnEnter) {
+  if (!for_check && spec.vault && spec.posture == Posture::Human && spec.vault->unlock == VaultUnlock::OnEnter) {
     vault_unlock_on_enter(name);
   }
   if (verbose) std::fprintf(stderr, "pw: joined workspace %s (staging %s)\n", name.c_str(), ws.stage.c_str());

@@ -197,9 +197,11 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
       add(ctx.control_socket, Access::ReadWrite, "pw: this workspace's control socket (for pw vault)",
           std::nullopt, true);
     }
-    if (!ctx.self_exe.empty()) {
-      add(ctx.self_exe, Access::ReadOnly, "pw itself (for pw vault inside the session)", std::nullopt, true);
-    }
+  }
+  // Human sessions run `pw vault` with it; `pw check` sessions of either posture run the
+  // wall checks with it.
+  if (!ctx.self_exe.empty()) {
+    add(ctx.self_exe, Access::ReadOnly, "pw itself (pw vault, pw check)", std::nullopt, true);
   }
 
   // Nothing is re-exposed beneath a forced hide; /proc and /dev belong to pw.

@@ -23,7 +23,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "bpf_eval.hpp"
+#include "sandbox/bpf_eval.hpp"
 #include "sandbox/seccomp.hpp"
 
 namespace {
@@ -56,7 +56,7 @@ struct Eval {
     d.instruction_pointer = 0x401000;
     d.args[0] = a0;
     d.args[1] = a1;
-    return pw::test::bpf_eval(program.insns, d);
+    return pw::seccomp::bpf_eval(program.insns, d);
   }
 };
 

@@ -1,4 +1,4 @@
-// A classic-BPF interpreter for seccomp programs, so tests can ask "what does this exported
+// A classic-BPF interpreter for seccomp programs, so tests and `pw check` can ask "what does this exported
 // filter do with this syscall?" in-process, without installing it. Covers the instructions
 // the kernel's seccomp checker accepts; anything else fails the test loudly.
 #pragma once
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace pw::test {
+namespace pw::seccomp {
 
 inline std::uint32_t bpf_eval(const std::vector<sock_filter>& prog, const seccomp_data& data) {
   std::uint32_t a = 0;
@@ -124,4 +124,4 @@ inline std::uint32_t bpf_eval(const std::vector<sock_filter>& prog, const seccom
   return fail("ran off the end of the program", pc);
 }
 
-}  // namespace pw::test
+}  // namespace pw::seccomp
