@@ -129,7 +129,9 @@ int main(int argc, char** argv) {
       return supervisor_main(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
     }
     // `pw check`'s two halves: the session it starts, and the checks run inside it.
-    if (argc >= 2 && std::string(argv[1]) == "__wallcheck") return check::agent_main(argc - 2, argv + 2);
+    // _exit: no exit-time handlers (a sanitizer's leak check needs ptrace, which the walls
+    // being checked may deny).
+    if (argc >= 2 && std::string(argv[1]) == "__wallcheck") _exit(check::agent_main(argc - 2, argv + 2));
     if (argc >= 5 && std::string(argv[1]) == "__check-session" && std::string(argv[3]) == "--") {
       return run_profile(argv[2], std::vector<std::string>(argv + 4, argv + argc), false, true);
     }
