@@ -115,7 +115,8 @@ std::string signal_name(int sig) {
                "           userns | io_uring | x32 | i386 | tiocsti | tiocsti-fd PATH |\n"
                "           perf | kexec\n"
                "  process: env NAME | envdump | uid | caps | pidcount | pid | hostname | cwd\n"
-               "  network: connect HOST PORT | udp HOST PORT | resolve NAME\n"
+               "  network: connect HOST PORT | udp HOST PORT | resolve NAME |\n"
+               "           uconnect PATH|@ABSTRACT | ctl SOCKET MESSAGE\n"
                "  control: kill-self SIG | exit N | sleep SECONDS\n",
                why);
   std::exit(2);
@@ -531,6 +532,41 @@ int op_uconnect(const std::string& name) {
   return print(result(err));
 }
 
+// Speaks one message to a pw control socket as whoever runs the probe: prints "REPLY <first
+// word> fds=N", or "CLOSED" when the other side hung up without an answer.
+int op_ctl(const std::string& path, const std::string& message) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.size() >= sizeof a.sun_path) usage("socket path too long");
+  std::memcpy(a.sun_path, path.data(), path.size());
+  const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return print(result(errno));
+  if (::send(fd, message.data(), message.size(), MSG_NOSIGNAL) < 0) {
+    const int err = errno;
+    ::close(fd);
+    return print(err == EPIPE || err == ECONNRESET ? "CLOSED" : result(err));
+  }
+  char buf[4096];
+  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * 8)];
+  iovec iov{buf, sizeof buf};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl;
+  msg.msg_controllen = sizeof ctl;
+  const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  int nfds = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      nfds += static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    }
+  }
+  ::close(fd);
+  if (n <= 0) return print(n == 0 || errno == ECONNRESET ? "CLOSED" : result(errno));
+  std::string reply(buf, static_cast<size_t>(n));
+  return print("REPLY " + reply.substr(0, reply.find(' ')) + " fds=" + std::to_string(nfds));
+}
+
 int op_resolve(const std::string& name) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -625,6 +661,7 @@ int main(int argc, char** argv) {
       {"connect", 2, 2, [](V v) { return op_connect(v[0], v[1]); }},
       {"udp", 2, 2, [](V v) { return op_udp(v[0], v[1]); }},
       {"uconnect", 1, 1, [](V v) { return op_uconnect(v[0]); }},
+      {"ctl", 2, 2, [](V v) { return op_ctl(v[0], v[1]); }},
       {"resolve", 1, 1, [](V v) { return op_resolve(v[0]); }},
       {"kill-self", 1, 1, [](V v) { return op_kill_self(v[0]); }},
       {"exit", 1, 1, [](V v) { return op_exit(v[0]); }},
