@@ -123,6 +123,9 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   ss.dev.devices.reserve(spec.devices.size());
   for (const auto& d : spec.devices) ss.dev.devices.push_back(d.path);
   ss.dev.host_shm = !spec.ipc;
+  if (const char* t = ::isatty(0) ? ::ttyname(0) : nullptr; t && std::string_view(t).starts_with("/dev/pts/")) {
+    ss.dev.console = t;
+  }
   ss.newroot = ctx.workspace_dir / "root";
   ss.argv = cmd.empty() ? std::vector<std::string>{spec.shell} : cmd;
   std::vector<std::string> host_env;

@@ -151,6 +151,8 @@ void build_dev(int root, const DevOptions& dev) {
     bind(root, fs::path("/dev") / n, fs::path("/dev") / n, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
   }
   for (const auto& d : dev.devices) bind(root, d, d, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+  // Only the session's own terminal, never the host's devpts as a whole.
+  if (!dev.console.empty()) bind(root, dev.console, "/dev/console", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
   // A private devpts instance: ptys of this session only, never the host's other terminals.
   mount_fresh(root, "/dev/pts", "devpts", {{"ptmxmode", "0666"}, {"mode", "0620"}},
               MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);

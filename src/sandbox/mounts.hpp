@@ -16,6 +16,9 @@ namespace pw {
 struct DevOptions {
   std::vector<std::filesystem::path> devices;  // host device nodes/dirs to expose
   bool host_shm = false;                       // bind the host /dev/shm (ipc = false)
+  // The user's terminal (a host /dev/pts node), shown as /dev/console so that tty(1) and
+  // ttyname(3) name it inside; empty when stdin is not a terminal.
+  std::filesystem::path console;
 };
 
 // Mounts a fresh tmpfs on `newroot` and applies `plan` below it. Throws SysError naming the

@@ -362,3 +362,18 @@ TEST_CASE("agent home as a persistent dir in the project", "[sandbox]") {
   CHECK(w.probe("homedir-llm", {"stat", (w.home / ".agent-history").string()}) == "OK");
   CHECK(w.probe("homedir-llm", {"read", (w.home / ".ssh" / "id_ed25519").string()}) == "ENOENT");
 }
+
+TEST_CASE("the user's terminal has a name inside, and only it comes in", "[sandbox]") {
+  auto& w = World::get();
+  for (const char* p : kPostures) {
+    INFO(p);
+    // tty(1) names the terminal; the host's other ptys stay out of the private devpts.
+    it::Pty t({PW_BIN, p, "--", "/bin/sh", "-c", "tty; echo pts=$(ls /dev/pts | tr '\\n' ' ')"}, w.env);
+    CHECK(t.expect("/dev/console"));
+    CHECK(t.expect("pts=ptmx"));
+    CHECK(t.wait() == 0);
+  }
+  // Without a terminal there is nothing to name.
+  auto r = w.pw({"demo", "--", "/bin/sh", "-c", "tty; test -e /dev/console && echo console"});
+  CHECK(r.out == "not a tty\n");
+}
