@@ -6,6 +6,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "cli/doctor.hpp"
 #include "cli/session.hpp"
 #include "cli/vault_cmd.hpp"
 #include "net/log.hpp"
@@ -145,6 +146,7 @@ int main(int argc, char** argv) {
     c_explain->add_option("name", ex_name, "profile")->required();
     c_explain->add_option("path", ex_path, "a path to explain");
     app.add_subcommand("ps", "list running workspaces and their sessions");
+    app.add_subcommand("doctor", "check that pw can work here: kernel, namespaces, FUSE, walls, profiles");
     auto* c_log = app.add_subcommand("log", "the network decisions of profile NAME's sessions (net.log)");
     std::string log_name;
     c_log->add_option("name", log_name, "profile")->required();
@@ -193,6 +195,7 @@ int main(int argc, char** argv) {
     if (*c_show) return cmd_show(show_name);
     if (*c_explain) return cmd_explain(ex_name, ex_path);
     if (app.got_subcommand("ps")) return cmd_ps();
+    if (app.got_subcommand("doctor")) return doctor::run();
     if (*c_log) return net::print_log(log_name);
     if (*c_vault) {
       if (*v_init) return vault_init(v_name, v_pass, v_kdf);
