@@ -24,6 +24,7 @@
 #include "profile/loader.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/file.hpp"
 #include "workspace/runtime.hpp"
 
 #ifndef SYS_landlock_create_ruleset
@@ -226,18 +227,8 @@ UsernsProbe probe_userns() {
 }
 
 std::optional<std::string> read_text(const char* path) {
-  Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
-  if (!fd) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::nullopt;
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
+  int err = 0;
+  return read_text_file(path, err);
 }
 
 std::optional<long> read_sysctl(const char* path) {

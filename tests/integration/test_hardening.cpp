@@ -238,3 +238,23 @@ TEST_CASE("hardening: a blacklisted ~/.ssh swapped for a symlink after explain h
   fs::rename(orig, ssh);
   fs::remove_all(other);
 }
+
+TEST_CASE("hardening: no descriptor of pw's reaches a session's command", "[hardening]") {
+  auto& w = World::get();
+  // ls lists the fds it has: what its caller passed it, and its own handle on the dir.
+  // Started through pw it must list exactly the same: any other number is a descriptor pw
+  // (client, session init) opened without O_CLOEXEC.
+  const auto baseline = it::run({"/bin/ls", "/proc/self/fd"}, w.env);
+  REQUIRE(baseline.rc == 0);
+  REQUIRE(baseline.out.find("0\n1\n") == 0);
+  for (const char* p : {"demo", "demo-llm"}) {
+    INFO(p);
+    auto r = w.pw({p, "--", "/bin/ls", "/proc/self/fd"});
+    CHECK(r.rc == 0);
+    CHECK(r.out == baseline.out);
+  }
+  // Joining a running workspace takes the same path plus the received namespace fds.
+  Sleeper first(w, "demo", "fds");
+  auto r = w.pw({"demo", "--", "/bin/ls", "/proc/self/fd"});
+  CHECK(r.out == baseline.out);
+}
