@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "check/wallcheck.hpp"
+#include "cli/doctor.hpp"
 #include "cli/session.hpp"
 #include "cli/vault_cmd.hpp"
 #include "net/log.hpp"
@@ -170,6 +171,7 @@ int main(int argc, char** argv) {
     std::string check_name;
     c_check->add_option("name", check_name, "profile")->required();
     c_check->add_flag("-v,--verbose", verbose, "also list skipped checks and each expectation's source");
+    app.add_subcommand("doctor", "check that pw can work here: kernel, namespaces, FUSE, walls, profiles");
     auto* c_log = app.add_subcommand("log", "the network decisions of profile NAME's sessions (net.log)");
     std::string log_name;
     c_log->add_option("name", log_name, "profile")->required();
@@ -219,6 +221,7 @@ int main(int argc, char** argv) {
     if (*c_explain) return cmd_explain(ex_name, ex_path);
     if (app.got_subcommand("ps")) return cmd_ps();
     if (*c_check) return check::run(check_name, verbose);
+    if (app.got_subcommand("doctor")) return doctor::run();
     if (*c_log) return net::print_log(log_name);
     if (*c_vault) {
       if (*v_init) return vault_init(v_name, v_pass, v_kdf);

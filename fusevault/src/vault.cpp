@@ -117,9 +117,13 @@ void Vault::create(const std::string& cipherdir, const SecureBytes& pass, KdfPar
     ~Closer() { ::close(fd); }
   } closer{dfd};
   {
-    int fd2 = ::dup(dfd);
-    DIR* d = ::fdopendir(fd2);
-    if (!d) throw VaultError(errstr("cannot list " + cipherdir));
+    int fd2 = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR* d = fd2 < 0 ? nullptr : ::fdopendir(fd2);
+    if (!d) {
+      const std::string msg = errstr("cannot list " + cipherdir);
+      if (fd2 >= 0) ::close(fd2);
+      throw VaultError(msg);
+    }
     bool empty = true;
     while (dirent* de = ::readdir(d))
       if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0) empty = false;

@@ -5,14 +5,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <system_error>
 
 #include "net/policy.hpp"
 #include "net/ssh_agent.hpp"
 #include "profile/text.hpp"
+#include "util/file.hpp"
 
 namespace pw {
 
@@ -602,15 +601,10 @@ ProfileSpec load_profile_file(const fs::path& file, const std::string& name) {
   std::error_code ec;
   if (fs::is_directory(file, ec))
     throw ProfileError(file.string() + ": is a directory, not a profile file");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    throw ProfileError(file.string() + ": cannot read: " + std::generic_category().message(err));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw ProfileError(file.string() + ": read error");
-  return parse_profile(ss.str(), file, name);
+  int err = 0;
+  auto text = read_text_file(file, err);
+  if (!text) throw ProfileError(file.string() + ": cannot read: " + std::generic_category().message(err));
+  return parse_profile(*text, file, name);
 }
 
 }  // namespace pw

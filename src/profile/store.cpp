@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <system_error>
 
 #include "profile/loader.hpp"
 #include "profile/text.hpp"
+#include "util/file.hpp"
 
 namespace pw {
 
@@ -190,14 +190,10 @@ fs::path template_dir() {
 namespace {
 
 std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    throw Error("cannot read template " + p.string() + ": " + std::generic_category().message(err));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  int err = 0;
+  auto text = read_text_file(p, err);
+  if (!text) throw Error("cannot read template " + p.string() + ": " + std::generic_category().message(err));
+  return *text;
 }
 
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
@@ -239,7 +235,7 @@ std::string display_path(const fs::path& p) {
 
 void write_atomic(const fs::path& file, const std::string& text) {
   std::string tmpl = (file.parent_path() / ".profile.toml.XXXXXX").string();
-  const int raw = ::mkstemp(tmpl.data());
+  const int raw = ::mkostemp(tmpl.data(), O_CLOEXEC);
   if (raw < 0) throw SysError("cannot create a file in " + file.parent_path().string());
   bool ok = true;
   std::size_t off = 0;

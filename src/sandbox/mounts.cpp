@@ -174,14 +174,18 @@ void build_dev(int root, const DevOptions& dev) {
 }  // namespace
 
 void build_root(const fs::path& newroot, const MountPlan& plan, const DevOptions& dev, int vault_tree) {
+  // The new root lives in the staging dir, under pw's runtime dir: no component of that
+  // path may be a symlink (one planted there must not steer where the root is built).
+  Fd slash(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!slash) throw SysError("open /");
   {
     Fd mnt = new_fs("tmpfs", {{"mode", "0755"}}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, "/");
-    Fd t(::open(newroot.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!t) throw SysError("open " + newroot.string());
+    Fd t(open_nofollow(slash.get(), relative_to_root(newroot), O_PATH | O_DIRECTORY));
+    if (!t) throw SysError("open " + newroot.string() + " (symlinks refused)");
     attach(mnt.get(), t.get(), newroot);
   }
-  Fd root(::open(newroot.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!root) throw SysError("open new root " + newroot.string());
+  Fd root(open_nofollow(slash.get(), relative_to_root(newroot), O_PATH | O_DIRECTORY));
+  if (!root) throw SysError("open new root " + newroot.string() + " (symlinks refused)");
 
   // The empty file that hidden files are bound from; unlinked before the root goes read-only
   // (the binds keep the inode).
@@ -258,7 +262,9 @@ void build_root(const fs::path& newroot, const MountPlan& plan, const DevOptions
 }
 
 void enter_root(const fs::path& newroot) {
-  if (::chdir(newroot.c_str()) != 0) throw SysError("chdir " + newroot.string());
+  Fd slash(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  Fd root(slash ? open_nofollow(slash.get(), relative_to_root(newroot), O_PATH | O_DIRECTORY) : -1);
+  if (!root || ::fchdir(root.get()) != 0) throw SysError("enter " + newroot.string() + " (symlinks refused)");
   // pivot_root(".", "."): the old root ends up stacked on the new one and is detached
   // right away, so no path to the host's tree remains.
   if (::syscall(SYS_pivot_root, ".", ".") != 0) throw SysError("pivot_root");

@@ -1,10 +1,12 @@
 // Client side of a workspace: find or start the supervisor, join its namespaces.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,14 +25,6 @@ namespace fs = std::filesystem;
 
 namespace pw {
 namespace {
-
-Fd connect_to(const fs::path& path) {
-  Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!s) throw SysError("socket");
-  struct sockaddr_un addr = proto::address(path);
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return Fd();
-  return s;
-}
 
 // Starts `pw __supervise` detached from us (double fork: it is nobody's child we must reap)
 // handing it the lock we hold; returns the read end of its readiness pipe.
@@ -82,15 +76,16 @@ Joined join_workspace(const std::string& name, const std::string& summary, Fd st
   if (starting) await_supervisor(name, starting);
   for (int attempt = 0; attempt < 200; ++attempt) {
     if (Fd ready = prestart_workspace(name)) await_supervisor(name, ready);
-    Fd conn = connect_to(paths.sock);
+    Fd conn = connect_own_socket(paths.sock);
     if (conn) {
       proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " session " + summary);
       std::string reply;
       std::vector<Fd> fds;
       if (proto::recv(conn.get(), reply, &fds)) {
-        if (reply.rfind("ok ", 0) == 0 && (fds.size() == 2 || fds.size() == 3)) {
-          Joined j{std::move(conn), std::move(fds[0]), std::move(fds[1]), reply.substr(3), Fd()};
-          if (fds.size() == 3) j.vault_anchor = std::move(fds[2]);
+        if (reply.rfind("ok ", 0) == 0 && (fds.size() == 3 || fds.size() == 4)) {
+          Joined j{std::move(conn), std::move(fds[0]), std::move(fds[1]), reply.substr(3),
+                   std::move(fds[2]), Fd()};
+          if (fds.size() == 4) j.vault_anchor = std::move(fds[3]);
           return j;
         }
         throw Error("workspace '" + name + "' refused the session: " + reply);
@@ -106,11 +101,26 @@ void enter_workspace(const Joined& ws) {
   // The supervisor's user owns this namespace, so we (same uid) get all capabilities in it.
   if (::setns(ws.userns.get(), CLONE_NEWUSER) != 0) throw SysError("join the workspace's user namespace");
   if (::setns(ws.mntns.get(), CLONE_NEWNS) != 0) throw SysError("join the workspace's mount namespace");
+  // The session is built under the staging dir and binds its /tmp and home from there, by
+  // path. The path must still lead, without a symlink, to the supervisor's own tmpfs: a
+  // stage renamed away and replaced (by a symlink or a dir of someone's choosing) would
+  // otherwise put the session's /tmp where that someone reads it.
+  struct open_how how {};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  Fd here(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, ws.stage.c_str(), &how, sizeof how)));
+  struct stat want {}, got {};
+  if (::fstat(ws.stage_fd.get(), &want) != 0) throw SysError("stat the workspace's staging dir");
+  if (!here || ::fstat(here.get(), &got) != 0 || got.st_dev != want.st_dev || got.st_ino != want.st_ino) {
+    throw Error("the workspace's staging dir " + ws.stage.string() +
+                " is no longer the supervisor's (replaced, or a symlink); refusing to start a "
+                "session there (end the workspace's sessions to start afresh)");
+  }
 }
 
 Fd connect_workspace(const std::string& name, const fs::path& socket) {
   fs::path path = socket.empty() ? workspace_paths(name).sock : socket;
-  Fd conn = connect_to(path);
+  Fd conn = connect_own_socket(path);
   if (!conn) return conn;
   // The peer must be a process of ours: anyone else's socket at this path is an impostor.
   if (proto::peer_uid(conn.get()) != ::getuid()) {
@@ -154,9 +164,9 @@ std::vector<WorkspaceInfo> list_workspaces() {
   std::error_code ec;
   for (const auto& ent : fs::directory_iterator(dir, ec)) {
     if (ent.path().extension() != ".sock") continue;
-    Fd conn = connect_to(ent.path());
-    if (!conn) continue;
     try {
+      Fd conn = connect_own_socket(ent.path());  // refuses symlinks and others' sockets
+      if (!conn) continue;
       proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " ps");
       std::string reply;
       if (!proto::recv(conn.get(), reply) || reply.rfind("ok ", 0) != 0) continue;

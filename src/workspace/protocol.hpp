@@ -12,7 +12,8 @@
 
 namespace pw::proto {
 
-constexpr int kVersion = 1;
+// 2: a session's "ok" carries the staging tmpfs as a third fd.
+constexpr int kVersion = 2;
 
 // The address of a unix socket at `path`; throws Error if the path does not fit.
 struct sockaddr_un address(const std::filesystem::path& path);

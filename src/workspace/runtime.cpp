@@ -1,12 +1,15 @@
 #include "workspace/runtime.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
 
 #include "util/error.hpp"
+#include "workspace/protocol.hpp"
 
 namespace fs = std::filesystem;
 
@@ -22,9 +25,14 @@ bool usable_xdg_runtime(const char* xdg) {
 
 }  // namespace
 
-void check_private_dir(const fs::path& dir) {
+Fd open_private_dir(const fs::path& dir) {
+  Fd fd(::open(dir.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) throw SysError("open " + dir.string());
   struct stat st;
-  if (::lstat(dir.c_str(), &st) != 0) throw SysError("stat " + dir.string());
+  if (::fstat(fd.get(), &st) != 0) throw SysError("stat " + dir.string());
+  if (S_ISLNK(st.st_mode)) {
+    throw Error(dir.string() + " is a symlink (refusing to follow it; remove it if you did not make it)");
+  }
   if (!S_ISDIR(st.st_mode)) throw Error(dir.string() + " is not a directory (refusing to use it)");
   if (st.st_uid != ::getuid()) {
     throw Error(dir.string() + " belongs to uid " + std::to_string(st.st_uid) +
@@ -34,6 +42,33 @@ void check_private_dir(const fs::path& dir) {
     throw Error(dir.string() + " is accessible to other users (mode " +
                 std::to_string(st.st_mode & 0777) + "); expected 0700");
   }
+  return fd;
+}
+
+void check_private_dir(const fs::path& dir) { open_private_dir(dir); }
+
+Fd connect_own_socket(const fs::path& path) {
+  Fd at(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!at) {
+    if (errno == ENOENT) return Fd();
+    throw SysError("open " + path.string());
+  }
+  struct stat st;
+  if (::fstat(at.get(), &st) != 0) throw SysError("stat " + path.string());
+  if (S_ISLNK(st.st_mode)) {
+    throw Error(path.string() + " is a symlink, not pw's control socket (refusing to follow it; "
+                "remove it if you did not make it)");
+  }
+  if (!S_ISSOCK(st.st_mode)) throw Error(path.string() + " is not a socket (refusing to use it)");
+  if (st.st_uid != ::getuid()) {
+    throw Error(path.string() + " belongs to uid " + std::to_string(st.st_uid) +
+                ", not to you (refusing to use it)");
+  }
+  Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) throw SysError("socket");
+  struct sockaddr_un addr = proto::address("/proc/self/fd/" + std::to_string(at.get()));
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return Fd();
+  return s;
 }
 
 fs::path runtime_dir_path() {

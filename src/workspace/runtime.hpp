@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "util/fd.hpp"
+
 namespace pw {
 
 // $XDG_RUNTIME_DIR/pw when XDG_RUNTIME_DIR is a 0700 dir of ours, else /tmp/pw-UID.
@@ -24,5 +26,16 @@ WorkspacePaths workspace_paths(const std::string& name);
 
 // Verifies `dir` is a real directory owned by us with no group/other permissions.
 void check_private_dir(const std::filesystem::path& dir);
+
+// Opens `dir` (O_PATH) without following a symlink in its last component and makes the
+// check_private_dir() checks on the inode it opened, so what was checked is what the fd
+// names. Throws Error (a symlink is named as such).
+Fd open_private_dir(const std::filesystem::path& dir);
+
+// Connects (SOCK_SEQPACKET) to the unix socket at `path` if it is a socket of ours: a
+// symlink or anything else there is refused with an Error naming it, and the connection
+// goes to the very inode checked (through /proc/self/fd), not to whatever the path names a
+// moment later. Returns an empty Fd when nothing is there or nobody listens.
+Fd connect_own_socket(const std::filesystem::path& path);
 
 }  // namespace pw

@@ -1,6 +1,7 @@
 // The supervisor: holds the workspace's namespaces, hands them to same-uid clients, and ends
 // the workspace when its last session disconnects.
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -47,32 +48,59 @@ Fd listen_on(const fs::path& path) {
   Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!s) throw SysError("socket");
   struct sockaddr_un addr = proto::address(path);
-  ::unlink(path.c_str());  // stale: we hold the lock, so no live supervisor owns it
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    throw SysError("bind " + path.string());
-  }
-  ::chmod(path.c_str(), 0600);
+  ::unlink(path.c_str());  // stale (we hold the lock, so no live supervisor owns it), or planted
+  // Created 0600 by bind itself: a chmod by path afterwards could be steered by a symlink
+  // swapped in meanwhile. (bind never follows a symlink in the last component.)
+  const mode_t old_mask = ::umask(0177);
+  const int rc = ::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  const int err = errno;
+  ::umask(old_mask);
+  if (rc != 0) throw SysError("bind " + path.string(), err);
   if (::listen(s.get(), 32) != 0) throw SysError("listen");
   return s;
 }
 
-void make_stage(const fs::path& stage) {
+// The staging dir as found on the host, checked on the inode itself (never through a
+// symlink). Returns its identity, which the namespace side checks again.
+struct stat make_stage(const fs::path& stage) {
   if (::mkdir(stage.c_str(), 0700) != 0 && errno != EEXIST) throw SysError("create " + stage.string());
-  check_private_dir(stage);
+  Fd fd = open_private_dir(stage);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw SysError("stat " + stage.string());
+  return st;
 }
 
 // Inside the workspace's mount namespace: a tmpfs over the staging dir, invisible to the
 // host, holding what the sessions share (/tmp, the agent home) and where each session
-// builds its root.
-void populate_stage(const fs::path& stage) {
-  if (::mount("tmpfs", stage.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0) {
-    throw SysError("mount the workspace tmpfs");
+// builds its root. Mounted by fd on the very dir make_stage() checked; returns the tmpfs
+// (its root), which clients use to verify the path they are given.
+Fd populate_stage(const fs::path& stage, const struct stat& checked) {
+  struct open_how how {};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  Fd target(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, stage.c_str(), &how, sizeof how)));
+  struct stat st {};
+  if (!target || ::fstat(target.get(), &st) != 0 || st.st_dev != checked.st_dev ||
+      st.st_ino != checked.st_ino) {
+    throw Error(stage.string() + " changed while the workspace started (replaced, or a symlink); refusing it");
   }
+  Fd ctx(::fsopen("tmpfs", FSOPEN_CLOEXEC));
+  if (!ctx || ::fsconfig(ctx.get(), FSCONFIG_SET_STRING, "mode", "0700", 0) != 0 ||
+      ::fsconfig(ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    throw SysError("create the workspace tmpfs");
+  }
+  Fd mnt(::fsmount(ctx.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+  if (!mnt) throw SysError("mount the workspace tmpfs");
   for (auto [sub, mode] : {std::pair{"tmp", 01777}, std::pair{"home", 0700}, std::pair{"root", 0755}}) {
-    fs::path p = stage / sub;
-    if (::mkdir(p.c_str(), static_cast<mode_t>(mode)) != 0) throw SysError("create " + p.string());
-    ::chmod(p.c_str(), static_cast<mode_t>(mode));
+    if (::mkdirat(mnt.get(), sub, static_cast<mode_t>(mode)) != 0 ||
+        ::fchmodat(mnt.get(), sub, static_cast<mode_t>(mode), 0) != 0) {
+      throw SysError("create " + (stage / sub).string());
+    }
   }
+  if (::move_mount(mnt.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    throw SysError("mount the workspace tmpfs on " + stage.string());
+  }
+  return mnt;
 }
 
 std::string ps_reply(const std::string& name, long started, const std::map<int, Client>& clients,
@@ -102,7 +130,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
 
   long started = static_cast<long>(::time(nullptr));
   WorkspacePaths paths = workspace_paths(name);
-  Fd listener, userns, mntns;
+  Fd listener, userns, mntns, stage_root;
   // The vault's settings are read once, as the user, before entering the namespace.
   fs::path cipherdir;
   // The network proxy (allowlist and ssh-agent forward modes): forked now, as the user in
@@ -121,11 +149,11 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   }
   VaultHost vault(name, cipherdir, paths.stage / "vault");
   try {
-    make_stage(paths.stage);
+    const struct stat stage_st = make_stage(paths.stage);
     enter_user_namespace_as_root(CLONE_NEWNS);
     // Mount events flow from the host into the workspace, never back.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) throw SysError("make mounts slave");
-    populate_stage(paths.stage);
+    stage_root = populate_stage(paths.stage, stage_st);
     if (vault.configured()) vault.prepare();
     // After the id maps are written: nothing of this process may be read through ptrace or
     // /proc by other processes of the user, and no core dump.
@@ -141,7 +169,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     return 1;
   }
   struct stat sock_st {};
-  ::stat(paths.sock.c_str(), &sock_st);
+  ::lstat(paths.sock.c_str(), &sock_st);
   if (::write(ready.get(), "1", 1) != 1) return 1;
   ready.reset();
   ::dup2(devnull.get(), 2);
@@ -217,7 +245,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
             c.info.pid = proto::peer_pid(conn.get());
             c.info.started = static_cast<long>(::time(nullptr));
             std::getline(in >> std::ws, c.info.summary);
-            std::vector<int> give = {userns.get(), mntns.get()};
+            std::vector<int> give = {userns.get(), mntns.get(), stage_root.get()};
             if (vault.anchor_fd() >= 0) give.push_back(vault.anchor_fd());
             proto::send(conn.get(), "ok " + paths.stage.string(), give);
             int fd = conn.get();
@@ -262,7 +290,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
 
   // Remove the socket only if it is still ours; a successor may have replaced it.
   struct stat now {};
-  if (::stat(paths.sock.c_str(), &now) == 0 && now.st_ino == sock_st.st_ino &&
+  if (::lstat(paths.sock.c_str(), &now) == 0 && now.st_ino == sock_st.st_ino &&
       now.st_dev == sock_st.st_dev) {
     ::unlink(paths.sock.c_str());
   }

@@ -16,6 +16,7 @@ struct Joined {
   Fd userns;  // the workspace's user namespace (we are root in it)
   Fd mntns;   // the workspace's mount namespace
   std::filesystem::path stage;  // staging dir as seen inside the workspace
+  Fd stage_fd;                  // the supervisor's staging tmpfs: what `stage` must lead to
   Fd vault_anchor;              // O_PATH fd of the vault anchor, when the profile has a vault
 };
 
@@ -28,7 +29,8 @@ Fd prestart_workspace(const std::string& name);
 // `summary` describes the session for `pw ps`; `starting` is prestart_workspace()'s result.
 Joined join_workspace(const std::string& name, const std::string& summary, Fd starting = Fd());
 
-// Enters the joined workspace's namespaces (the calling process must be single-threaded).
+// Enters the joined workspace's namespaces (the calling process must be single-threaded)
+// and verifies that its staging dir path leads, without symlinks, to the supervisor's tmpfs.
 void enter_workspace(const Joined& ws);
 
 struct SessionInfo {

@@ -1,0 +1,260 @@
+// Symlinks (and look-alikes) planted where pw looks do not redirect it: in the runtime dir
+// (the staging dir, the control socket) and in a blacklisted path's place. Each test
+// asserts where data went or who was contacted, not only what pw printed.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "harness.hpp"
+
+namespace fs = std::filesystem;
+using it::World;
+
+namespace {
+
+// A session of `profile` that keeps its workspace alive until stop().
+struct Sleeper {
+  pid_t pid = -1;
+  Sleeper(const World& w, const std::string& profile, const std::string& tag) {
+    fs::path flag = w.project / (tag + "-" + std::to_string(::getpid()) + ".ready");
+    fs::remove(flag);
+    pid = it::spawn_bg({PW_BIN, profile, "--", "/bin/sh", "-c",
+                        "touch " + flag.string() + "; sleep 298." + std::to_string(::getpid())},
+                       w.env);
+    REQUIRE(it::wait_for([&] { return fs::exists(flag); }, 10000));
+    fs::remove(flag);
+  }
+  void stop() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+  ~Sleeper() { stop(); }
+};
+
+// A unix socket someone else listens on: did anybody connect?
+struct Listener {
+  int fd = -1;
+  fs::path path;
+  explicit Listener(fs::path p) : path(std::move(p)) {
+    fs::remove(path);
+    fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(path.string().size() < sizeof addr.sun_path);
+    std::strcpy(addr.sun_path, path.c_str());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 8) == 0);
+  }
+  bool contacted() const {
+    int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) {
+      ::close(c);
+      return true;
+    }
+    return errno != EAGAIN;
+  }
+  ~Listener() {
+    ::close(fd);
+    fs::remove(path);
+  }
+};
+
+fs::path runtime_pw(const World& w) {
+  fs::path d = w.runtime / "pw";
+  fs::create_directories(d);
+  ::chmod(d.c_str(), 0700);
+  return d;
+}
+
+// An attacker's dir laid out like a staging dir, so nothing fails for lack of a subdir.
+fs::path decoy(const World& w, const std::string& name) {
+  fs::path d = w.home / name;
+  fs::remove_all(d);
+  for (const char* sub : {"tmp", "home", "root"}) fs::create_directories(d / sub);
+  ::chmod(d.c_str(), 0700);
+  ::chmod((d / "tmp").c_str(), 01777);
+  return d;
+}
+
+std::size_t entries(const fs::path& dir) {
+  std::size_t n = 0;
+  for (auto it = fs::directory_iterator(dir); it != fs::directory_iterator(); ++it) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("hardening: a symlink in place of the staging dir is refused, its target untouched",
+          "[hardening]") {
+  auto& w = World::get();
+  const fs::path ws = runtime_pw(w) / "demo.ws";
+  const fs::path attacker = decoy(w, "attacker-stage");
+  fs::remove(ws);  // an earlier workspace's (empty) dir
+  fs::create_directory_symlink(attacker, ws);
+
+  auto r = w.pw({"demo", "--", "/bin/sh", "-c", "echo planted > /tmp/planted"});
+  INFO(r.out << r.err);
+  CHECK(r.rc != 0);
+  CHECK(r.err.find(ws.string() + " is a symlink") != std::string::npos);
+  // Nothing was made, mounted or written through the link.
+  CHECK(fs::is_symlink(ws));
+  CHECK(entries(attacker) == 3);
+  CHECK(fs::is_empty(attacker / "tmp"));
+  CHECK(fs::is_empty(attacker / "root"));
+
+  fs::remove(ws);
+  auto ok = w.pw({"demo", "--", "/bin/sh", "-c", "echo fine > /tmp/x && cat /tmp/x"});
+  CHECK(ok.rc == 0);
+  CHECK(ok.out == "fine\n");
+  fs::remove_all(attacker);
+}
+
+TEST_CASE("hardening: a running workspace's staging dir, swapped, does not get the next session",
+          "[hardening]") {
+  auto& w = World::get();
+  const fs::path ws = runtime_pw(w) / "demo.ws";
+  for (const bool as_symlink : {false, true}) {
+    INFO((as_symlink ? "replaced by a symlink" : "replaced by a directory"));
+    Sleeper first(w, "demo", "stage-swap");
+    // The live stage is a mount in the workspace's namespace only; on the host it is a
+    // plain dir, which can be renamed away and replaced.
+    const fs::path moved = ws.string() + ".moved";
+    fs::remove_all(moved);
+    fs::rename(ws, moved);
+    fs::path target;
+    if (as_symlink) {
+      target = decoy(w, "attacker-live-stage");
+      fs::create_directory_symlink(target, ws);
+    } else {
+      target = ws;
+      fs::create_directories(ws);
+      for (const char* sub : {"tmp", "home", "root"}) fs::create_directories(ws / sub);
+      ::chmod(ws.c_str(), 0700);
+      ::chmod((ws / "tmp").c_str(), 01777);
+    }
+    auto r = w.pw({"demo", "--", "/bin/sh", "-c", "echo planted > /tmp/planted"});
+    INFO(r.out << r.err);
+    CHECK(r.rc != 0);
+    CHECK(r.err.find("is no longer the supervisor's") != std::string::npos);
+    // The session's /tmp did not land in the replacement, where its owner would read it.
+    CHECK_FALSE(fs::exists(target / "tmp" / "planted"));
+    CHECK(fs::is_empty(target / "tmp"));
+    CHECK(fs::is_empty(target / "root"));
+
+    first.stop();
+    if (as_symlink) {
+      fs::remove(ws);
+      fs::remove_all(target);
+    } else {
+      fs::remove_all(ws);
+    }
+    REQUIRE(it::wait_for([&] { return !fs::exists(runtime_pw(w) / "demo.sock"); }));
+    fs::remove_all(moved);
+  }
+  // A fresh workspace works again.
+  CHECK(w.pw({"demo", "--", "/bin/true"}).rc == 0);
+}
+
+TEST_CASE("hardening: a symlink in place of the control socket is never followed", "[hardening]") {
+  auto& w = World::get();
+  const fs::path sock = runtime_pw(w) / "demo.sock";
+  Listener attacker(w.home / "attacker.sock");
+
+  SECTION("while the workspace runs: the client refuses it") {
+    Sleeper first(w, "demo", "sock-swap");
+    const fs::path real = sock.string() + ".real";
+    fs::rename(sock, real);
+    fs::create_symlink(attacker.path, sock);
+    // Followed, the link would hand the session's request (and our trust) to the listener,
+    // which never answers: pw would hang there. It must refuse at once.
+    auto r = w.pw({"demo", "--", "/bin/true"}, "", 20);
+    INFO(r.out << r.err);
+    CHECK(r.rc == 1);
+    CHECK(r.err.find(sock.string() + " is a symlink, not pw's control socket") != std::string::npos);
+    auto ps = w.pw({"ps"});
+    CHECK(ps.rc == 0);
+    auto vs = w.pw({"vault", "status", "demo"}, "", 20);
+    CHECK(vs.rc != 0);
+    CHECK_FALSE(attacker.contacted());
+    fs::remove(sock);
+    fs::rename(real, sock);
+    // Restored, the same workspace is joined again.
+    CHECK(w.pw({"demo", "--", "/bin/true"}).rc == 0);
+  }
+  SECTION("planted before the workspace starts: the new supervisor replaces it") {
+    REQUIRE(it::wait_for([&] { return !fs::exists(sock); }));
+    fs::create_symlink(attacker.path, sock);
+    auto r = w.pw({"demo", "--", "/bin/sh", "-c", "echo inside"}, "", 20);
+    INFO(r.out << r.err);
+    CHECK(r.rc == 0);
+    CHECK(r.out == "inside\n");
+    CHECK_FALSE(attacker.contacted());
+    // The listener's socket itself was neither removed nor chmod-ed through the link.
+    struct stat st {};
+    REQUIRE(::lstat(attacker.path.c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+  }
+}
+
+TEST_CASE("hardening: a blacklisted ~/.ssh swapped for a symlink after explain hides the link's target",
+          "[hardening]") {
+  auto& w = World::get();
+  const fs::path ssh = w.home / ".ssh";
+  const fs::path other = w.home / ".gnupg-test";
+  it::write_file(other / "secring", "GPG-SECRET\n", 0600);
+  w.write_profile("swap", "[project]\ndir = \"" + w.project.string() +
+                              "\"\nshell = \"/bin/sh\"\n[sandbox]\nwhitelist = [\"~\"]\n"
+                              "blacklist = [\"~/.ssh\"]\n");
+  auto ex = w.pw({"explain", "swap", ssh.string()});
+  CHECK(ex.out.find("hidden") != std::string::npos);
+  // Before: the other secret dir is visible (home is whitelisted), ~/.ssh is not.
+  CHECK(w.probe("swap", {"read", (other / "secring").string()}) == "OK");
+  CHECK(w.probe("swap", {"read", (ssh / "id_ed25519").string()}) == "ENOENT");
+
+  const fs::path orig = w.home / ".ssh.orig";
+  fs::rename(ssh, orig);
+  fs::create_directory_symlink(other, ssh);
+  // Through the link and at its own path, the target is what the blacklist now hides.
+  CHECK(w.probe("swap", {"read", (ssh / "secring").string()}) == "ENOENT");
+  CHECK(w.probe("swap", {"read", (other / "secring").string()}) == "ENOENT");
+  auto cat = w.pw({"swap", "--", "/bin/cat", (ssh / "secring").string()});
+  CHECK(cat.rc != 0);
+  CHECK(cat.out.find("GPG-SECRET") == std::string::npos);
+  auto ex2 = w.pw({"explain", "swap", ssh.string()});
+  CHECK(ex2.out.find("hidden") != std::string::npos);
+  CHECK(ex2.out.find(other.string()) != std::string::npos);
+
+  fs::remove(ssh);
+  fs::rename(orig, ssh);
+  fs::remove_all(other);
+}
+
+TEST_CASE("hardening: no descriptor of pw's reaches a session's command", "[hardening]") {
+  auto& w = World::get();
+  // ls lists the fds it has: what its caller passed it, and its own handle on the dir.
+  // Started through pw it must list exactly the same: any other number is a descriptor pw
+  // (client, session init) opened without O_CLOEXEC.
+  const auto baseline = it::run({"/bin/ls", "/proc/self/fd"}, w.env);
+  REQUIRE(baseline.rc == 0);
+  REQUIRE(baseline.out.find("0\n1\n") == 0);
+  for (const char* p : {"demo", "demo-llm"}) {
+    INFO(p);
+    auto r = w.pw({p, "--", "/bin/ls", "/proc/self/fd"});
+    CHECK(r.rc == 0);
+    CHECK(r.out == baseline.out);
+  }
+  // Joining a running workspace takes the same path plus the received namespace fds.
+  Sleeper first(w, "demo", "fds");
+  auto r = w.pw({"demo", "--", "/bin/ls", "/proc/self/fd"});
+  CHECK(r.out == baseline.out);
+}
