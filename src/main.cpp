@@ -14,6 +14,7 @@
 #include "profile/loader.hpp"
 #include "sandbox/seccomp.hpp"
 #include "util/error.hpp"
+#include "util/output.hpp"
 #include "workspace/workspace.hpp"
 
 extern char** environ;
@@ -25,11 +26,16 @@ namespace {
 
 int cmd_list() {
   for (const auto& n : list_profiles()) {
+    char posture[8];
     try {
       ProfileSpec s = load_profile(n);
-      std::printf("%-24s %-6s %s\n", n.c_str(), to_string(s.posture), s.dir.c_str());
+      std::snprintf(posture, sizeof posture, "%-6s", to_string(s.posture));
+      const auto style = s.posture == Posture::Human ? out::Style::Green : out::Style::Cyan;
+      std::printf("%-24s %s %s\n", n.c_str(), out::paint(stdout, style, posture).c_str(), s.dir.c_str());
     } catch (const std::exception& e) {
-      std::printf("%-24s %-6s %s\n", n.c_str(), "error", e.what());
+      std::snprintf(posture, sizeof posture, "%-6s", "error");
+      std::printf("%-24s %s %s\n", n.c_str(), out::paint(stdout, out::Style::Red, posture).c_str(),
+                  e.what());
     }
   }
   return 0;
@@ -37,19 +43,19 @@ int cmd_list() {
 
 int cmd_show(const std::string& name) {
   ProfileSpec s = load_profile(name);
-  for (const auto& w : s.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  for (const auto& w : s.warnings) out::warn(w);
   std::fputs(render_profile(s).c_str(), stdout);
   return 0;
 }
 
 int cmd_explain(const std::string& name, const std::string& path) {
   ProfileSpec spec = load_profile(name);
-  for (const auto& w : spec.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  for (const auto& w : spec.warnings) out::warn(w);
   HostFacts host = host_facts();
   PlanContext ctx = plan_context(spec, host);
   HostFs hostfs;
   MountPlan plan = plan_mounts(spec, ctx, hostfs);
-  for (const auto& w : plan.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  for (const auto& w : plan.warnings) out::warn(w);
   if (!path.empty()) {
     fs::path p = fs::absolute(path).lexically_normal();
     PathVerdict v = explain_path(plan, p, hostfs);
@@ -122,6 +128,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("pw ") + PW_VERSION);
     bool verbose = false;
     app.add_flag("-v,--verbose", verbose, "show the mount plan and each setup step");
+    bool quiet = false;
+    app.add_flag("-q,--quiet", quiet, "print only errors, warnings and what was asked for");
     std::string profile;
     std::vector<std::string> command;
     app.add_option("profile", profile, "profile to enter");
@@ -180,13 +188,25 @@ int main(int argc, char** argv) {
     kdf_opts(v_init);
     kdf_opts(v_passwd);
 
+    // --verbose and --quiet are global: accepted after any subcommand as well.
+    std::vector<CLI::App*> subs = app.get_subcommands({});
+    while (!subs.empty()) {
+      CLI::App* sub = subs.back();
+      subs.pop_back();
+      sub->add_flag("-v,--verbose", verbose, "show the mount plan and each setup step");
+      sub->add_flag("-q,--quiet", quiet, "print only errors, warnings and what was asked for");
+      for (CLI::App* s : sub->get_subcommands({})) subs.push_back(s);
+    }
+
     CLI11_PARSE(app, argc, argv);
+    if (verbose && quiet) throw Error("--verbose and --quiet exclude each other");
+    out::set_level(quiet ? out::Level::Quiet : verbose ? out::Level::Verbose : out::Level::Normal);
 
     if (*c_new) {
       if (nopts.dir.is_relative()) nopts.dir = fs::absolute(nopts.dir);
-      for (const auto& f : create_profiles(nopts)) std::printf("wrote %s\n", f.c_str());
-      std::printf("enter with: pw %s   (human)   or   pw %s-llm   (agent)\n", nopts.name.c_str(),
-                  nopts.name.c_str());
+      for (const auto& f : create_profiles(nopts)) out::info("wrote " + f.string());
+      out::info("enter with: pw " + nopts.name + "   (human)   or   pw " + nopts.name +
+                "-llm   (agent)");
       return 0;
     }
     if (app.got_subcommand("list")) return cmd_list();
@@ -207,10 +227,10 @@ int main(int argc, char** argv) {
     }
     return run_profile(profile, command, verbose);
   } catch (const Error& e) {
-    std::fprintf(stderr, "pw: %s\n", e.what());
+    out::error(e.what());
     return e.exit_code();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pw: %s\n", e.what());
+    out::error(e.what());
     return 1;
   }
 }
