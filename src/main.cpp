@@ -6,6 +6,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "cli/edit.hpp"
 #include "cli/session.hpp"
 #include "cli/vault_cmd.hpp"
 #include "net/log.hpp"
@@ -152,6 +153,9 @@ int main(int argc, char** argv) {
     std::string ex_name, ex_path;
     c_explain->add_option("name", ex_name, "profile")->required();
     c_explain->add_option("path", ex_path, "a path to explain");
+    auto* c_edit = app.add_subcommand("edit", "edit profile NAME in $VISUAL/$EDITOR; saved only if it loads");
+    std::string edit_name;
+    c_edit->add_option("name", edit_name, "profile")->required();
     app.add_subcommand("ps", "list running workspaces and their sessions");
     auto* c_log = app.add_subcommand("log", "the network decisions of profile NAME's sessions (net.log)");
     std::string log_name;
@@ -210,6 +214,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (app.got_subcommand("list")) return cmd_list();
+    if (*c_edit) return edit_profile(edit_name);
     if (*c_show) return cmd_show(show_name);
     if (*c_explain) return cmd_explain(ex_name, ex_path);
     if (app.got_subcommand("ps")) return cmd_ps();

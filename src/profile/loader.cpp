@@ -269,6 +269,17 @@ void refuse_not_yet_supported(const ProfileSpec& spec, const Reader& r) {
 
 }  // namespace
 
+std::vector<std::string> profile_keys() {
+  std::vector<std::string> out;
+  for (const auto& sec : kSections) {
+    out.push_back(sec);
+    if (auto it = kKeys.find(sec); it != kKeys.end()) {
+      for (const auto& k : it->second) out.push_back(sec + "." + k);
+    }
+  }
+  return out;
+}
+
 bool valid_profile_name(std::string_view name) {
   if (name.empty()) return false;
   auto alnum = [](char c) {
