@@ -25,8 +25,12 @@ using namespace pw;
 
 namespace {
 
-int cmd_list() {
+int cmd_list(bool names_only) {
   for (const auto& n : list_profiles()) {
+    if (names_only) {  // for shell completion: no loading, one name per line
+      std::printf("%s\n", n.c_str());
+      continue;
+    }
     char posture[8];
     try {
       ProfileSpec s = load_profile(n);
@@ -145,7 +149,9 @@ int main(int argc, char** argv) {
     c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm")
         ->check(CLI::IsMember({"claude", "codex", "generic"}));
 
-    app.add_subcommand("list", "list profiles");
+    auto* c_list = app.add_subcommand("list", "list profiles");
+    bool list_names = false;
+    c_list->add_flag("--names", list_names, "profile names only, one per line");
     auto* c_show = app.add_subcommand("show", "print the resolved profile");
     std::string show_name;
     c_show->add_option("name", show_name, "profile")->required();
@@ -213,7 +219,7 @@ int main(int argc, char** argv) {
                 "-llm   (agent)");
       return 0;
     }
-    if (app.got_subcommand("list")) return cmd_list();
+    if (*c_list) return cmd_list(list_names);
     if (*c_edit) return edit_profile(edit_name);
     if (*c_show) return cmd_show(show_name);
     if (*c_explain) return cmd_explain(ex_name, ex_path);
