@@ -13,6 +13,7 @@ pkgs=(
   util-linux passwd procps
   openssh-client openssl curl
   zsh fish bash-completion
+  groff-base man-db bsdextrautils
 )
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)

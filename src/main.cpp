@@ -125,6 +125,10 @@ int main(int argc, char** argv) {
       if (argc != 5) return 2;
       return supervisor_main(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
     }
+    if (argc == 2 && std::string(argv[1]) == "__keys") {  // the profile keys, for pw-profile(5)'s test
+      for (const auto& k : profile_keys()) std::printf("%s\n", k.c_str());
+      return 0;
+    }
 
     CLI::App app{"pw: per-project workspaces with a human and an agent posture.\n"
                  "  pw NAME              a shell in profile NAME's sandbox\n"
