@@ -12,6 +12,8 @@ pkgs=(
   libtomlplusplus-dev libcli11-dev catch2
   util-linux passwd procps
   openssh-client openssl curl
+  zsh fish bash-completion
+  groff-base man-db bsdextrautils
 )
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)

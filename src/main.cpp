@@ -8,6 +8,7 @@
 
 #include "check/wallcheck.hpp"
 #include "cli/doctor.hpp"
+#include "cli/edit.hpp"
 #include "cli/session.hpp"
 #include "cli/vault_cmd.hpp"
 #include "net/log.hpp"
@@ -17,6 +18,7 @@
 #include "sandbox/landlock.hpp"
 #include "sandbox/seccomp.hpp"
 #include "util/error.hpp"
+#include "util/output.hpp"
 #include "workspace/workspace.hpp"
 
 extern char** environ;
@@ -26,13 +28,22 @@ using namespace pw;
 
 namespace {
 
-int cmd_list() {
+int cmd_list(bool names_only) {
   for (const auto& n : list_profiles()) {
+    if (names_only) {  // for shell completion: no loading, one name per line
+      std::printf("%s\n", n.c_str());
+      continue;
+    }
+    char posture[8];
     try {
       ProfileSpec s = load_profile(n);
-      std::printf("%-24s %-6s %s\n", n.c_str(), to_string(s.posture), s.dir.c_str());
+      std::snprintf(posture, sizeof posture, "%-6s", to_string(s.posture));
+      const auto style = s.posture == Posture::Human ? out::Style::Green : out::Style::Cyan;
+      std::printf("%-24s %s %s\n", n.c_str(), out::paint(stdout, style, posture).c_str(), s.dir.c_str());
     } catch (const std::exception& e) {
-      std::printf("%-24s %-6s %s\n", n.c_str(), "error", e.what());
+      std::snprintf(posture, sizeof posture, "%-6s", "error");
+      std::printf("%-24s %s %s\n", n.c_str(), out::paint(stdout, out::Style::Red, posture).c_str(),
+                  e.what());
     }
   }
   return 0;
@@ -40,19 +51,19 @@ int cmd_list() {
 
 int cmd_show(const std::string& name) {
   ProfileSpec s = load_profile(name);
-  for (const auto& w : s.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  for (const auto& w : s.warnings) out::warn(w);
   std::fputs(render_profile(s).c_str(), stdout);
   return 0;
 }
 
 int cmd_explain(const std::string& name, const std::string& path) {
   ProfileSpec spec = load_profile(name);
-  for (const auto& w : spec.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  for (const auto& w : spec.warnings) out::warn(w);
   HostFacts host = host_facts();
   PlanContext ctx = plan_context(spec, host);
   HostFs hostfs;
   MountPlan plan = plan_mounts(spec, ctx, hostfs);
-  for (const auto& w : plan.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+  for (const auto& w : plan.warnings) out::warn(w);
   if (!path.empty()) {
     fs::path p = fs::absolute(path).lexically_normal();
     PathVerdict v = explain_path(plan, p, hostfs);
@@ -136,6 +147,10 @@ int main(int argc, char** argv) {
     if (argc >= 5 && std::string(argv[1]) == "__check-session" && std::string(argv[3]) == "--") {
       return run_profile(argv[2], std::vector<std::string>(argv + 4, argv + argc), false, true);
     }
+    if (argc == 2 && std::string(argv[1]) == "__keys") {  // the profile keys, for pw-profile(5)'s test
+      for (const auto& k : profile_keys()) std::printf("%s\n", k.c_str());
+      return 0;
+    }
 
     CLI::App app{"pw: per-project workspaces with a human and an agent posture.\n"
                  "  pw NAME              a shell in profile NAME's sandbox\n"
@@ -144,6 +159,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("pw ") + PW_VERSION);
     bool verbose = false;
     app.add_flag("-v,--verbose", verbose, "show the mount plan and each setup step");
+    bool quiet = false;
+    app.add_flag("-q,--quiet", quiet, "print only errors, warnings and what was asked for");
     std::string profile;
     std::vector<std::string> command;
     app.add_option("profile", profile, "profile to enter");
@@ -158,7 +175,9 @@ int main(int argc, char** argv) {
     c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm")
         ->check(CLI::IsMember({"claude", "codex", "generic"}));
 
-    app.add_subcommand("list", "list profiles");
+    auto* c_list = app.add_subcommand("list", "list profiles");
+    bool list_names = false;
+    c_list->add_flag("--names", list_names, "profile names only, one per line");
     auto* c_show = app.add_subcommand("show", "print the resolved profile");
     std::string show_name;
     c_show->add_option("name", show_name, "profile")->required();
@@ -166,11 +185,13 @@ int main(int argc, char** argv) {
     std::string ex_name, ex_path;
     c_explain->add_option("name", ex_name, "profile")->required();
     c_explain->add_option("path", ex_path, "a path to explain");
+    auto* c_edit = app.add_subcommand("edit", "edit profile NAME in $VISUAL/$EDITOR; saved only if it loads");
+    std::string edit_name;
+    c_edit->add_option("name", edit_name, "profile")->required();
     app.add_subcommand("ps", "list running workspaces and their sessions");
     auto* c_check = app.add_subcommand("check", "test every wall of profile NAME from inside a fresh session");
     std::string check_name;
     c_check->add_option("name", check_name, "profile")->required();
-    c_check->add_flag("-v,--verbose", verbose, "also list skipped checks and each expectation's source");
     app.add_subcommand("doctor", "check that pw can work here: kernel, namespaces, FUSE, walls, profiles");
     auto* c_log = app.add_subcommand("log", "the network decisions of profile NAME's sessions (net.log)");
     std::string log_name;
@@ -207,16 +228,29 @@ int main(int argc, char** argv) {
     kdf_opts(v_init);
     kdf_opts(v_passwd);
 
+    // --verbose and --quiet are global: accepted after any subcommand as well.
+    std::vector<CLI::App*> subs = app.get_subcommands({});
+    while (!subs.empty()) {
+      CLI::App* sub = subs.back();
+      subs.pop_back();
+      sub->add_flag("-v,--verbose", verbose, "show the mount plan and each setup step");
+      sub->add_flag("-q,--quiet", quiet, "print only errors, warnings and what was asked for");
+      for (CLI::App* s : sub->get_subcommands({})) subs.push_back(s);
+    }
+
     CLI11_PARSE(app, argc, argv);
+    if (verbose && quiet) throw Error("--verbose and --quiet exclude each other");
+    out::set_level(quiet ? out::Level::Quiet : verbose ? out::Level::Verbose : out::Level::Normal);
 
     if (*c_new) {
       if (nopts.dir.is_relative()) nopts.dir = fs::absolute(nopts.dir);
-      for (const auto& f : create_profiles(nopts)) std::printf("wrote %s\n", f.c_str());
-      std::printf("enter with: pw %s   (human)   or   pw %s-llm   (agent)\n", nopts.name.c_str(),
-                  nopts.name.c_str());
+      for (const auto& f : create_profiles(nopts)) out::info("wrote " + f.string());
+      out::info("enter with: pw " + nopts.name + "   (human)   or   pw " + nopts.name +
+                "-llm   (agent)");
       return 0;
     }
-    if (app.got_subcommand("list")) return cmd_list();
+    if (*c_list) return cmd_list(list_names);
+    if (*c_edit) return edit_profile(edit_name);
     if (*c_show) return cmd_show(show_name);
     if (*c_explain) return cmd_explain(ex_name, ex_path);
     if (app.got_subcommand("ps")) return cmd_ps();
@@ -236,10 +270,10 @@ int main(int argc, char** argv) {
     }
     return run_profile(profile, command, verbose);
   } catch (const Error& e) {
-    std::fprintf(stderr, "pw: %s\n", e.what());
+    out::error(e.what());
     return e.exit_code();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pw: %s\n", e.what());
+    out::error(e.what());
     return 1;
   }
 }

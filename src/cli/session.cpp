@@ -18,6 +18,7 @@
 #include "sandbox/landlock.hpp"
 #include "sandbox/spawn.hpp"
 #include "util/error.hpp"
+#include "util/output.hpp"
 #include "workspace/runtime.hpp"
 #include "workspace/workspace.hpp"
 
@@ -118,7 +119,7 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   SessionSpec ss;
   ss.plan = plan_mounts(spec, ctx, hostfs);
   if (verbose) {
-    for (const auto& w : ss.plan.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+    for (const auto& w : ss.plan.warnings) out::warn(w);
   }
   ss.dev.devices.reserve(spec.devices.size());
   for (const auto& d : spec.devices) ss.dev.devices.push_back(d.path);
@@ -180,8 +181,11 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   ProfileSpec spec = load_profile(name);
   // Profile warnings (paths that do not exist) are for `pw show`/`explain` and --verbose;
   // repeating them at every start would train users to ignore pw's output.
+  // Everything printed here is behind `if (verbose)`, so a plain start pays nothing for it.
   if (verbose) {
-    for (const auto& w : spec.warnings) std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
+    for (const auto& w : spec.warnings) out::warn(w);
+    out::step("profile " + name + ": " + spec.file.string() + " (" + to_string(spec.posture) +
+              " posture), project " + spec.dir.string());
   }
   check_runnable(spec);
   // Refused (required) or warned about (best-effort) before anything starts.
@@ -191,16 +195,23 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   prepare_project(spec);
   // The supervisor (if none runs) sets itself up while we plan the session.
   Fd starting = prestart_workspace(name);
+  if (verbose) {
+    out::step(starting ? "starting the workspace's supervisor (pw __supervise " + name + ")"
+                       : "a supervisor of workspace " + name + " is running: joining it");
+  }
   SessionSpec ss = make_session_spec(spec, cmd, verbose, for_check);
   if (verbose) {
-    for (const auto& op : ss.plan.ops) std::fprintf(stderr, "pw: plan: %s\n", describe(op).c_str());
+    for (const auto& op : ss.plan.ops) out::step("plan: " + describe(op));
   }
   Joined ws = join_workspace(name, summarize(cmd, spec.shell), std::move(starting));
   if (!for_check && spec.vault && spec.posture == Posture::Human && spec.vault->unlock == VaultUnlock::OnEnter) {
     vault_unlock_on_enter(name);
   }
-  if (verbose) std::fprintf(stderr, "pw: joined workspace %s (staging %s)\n", name.c_str(), ws.stage.c_str());
+  if (verbose) out::step("joined workspace " + name + " (staging " + ws.stage.string() + ")");
   enter_workspace(ws);
+  if (verbose) {
+    out::step("entered the workspace's user namespace (root there) and its mount namespace");
+  }
   ss.newroot = ws.stage / "root";
   ss.control_fd = ws.conn.get();
   // Cloned here, in the workspace's mount namespace, where the anchor lives; the session

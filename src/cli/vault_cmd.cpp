@@ -15,6 +15,7 @@
 
 #include "profile/loader.hpp"
 #include "util/error.hpp"
+#include "util/output.hpp"
 #include "workspace/protocol.hpp"
 #include "workspace/workspace.hpp"
 
@@ -194,12 +195,11 @@ int vault_init(const std::string& name, const PassSource& pass, const KdfChoice&
     throw Error("cannot create the vault at " + v.cipherdir.string() + ": " + e.what());
   }
   if (::mkdir(v.mountpoint.c_str(), 0700) != 0 && errno != EEXIST) {
-    std::fprintf(stderr, "pw: warning: cannot create the mountpoint %s: %s\n", v.mountpoint.c_str(),
-                 std::strerror(errno));
+    out::warn("cannot create the mountpoint " + v.mountpoint.string() + ": " + std::strerror(errno));
   }
-  std::printf("created the vault of %s\n  encrypted files: %s (never visible in any session)\n"
-              "  plaintext at:    %s, inside `pw %s` sessions, after `pw vault unlock %s`\n",
-              t.name.c_str(), v.cipherdir.c_str(), v.mountpoint.c_str(), t.name.c_str(), t.name.c_str());
+  out::info("created the vault of " + t.name + "\n  encrypted files: " + v.cipherdir.string() +
+            " (never visible in any session)\n  plaintext at:    " + v.mountpoint.string() +
+            ", inside `pw " + t.name + "` sessions, after `pw vault unlock " + t.name + "`");
   return 0;
 }
 
@@ -221,7 +221,7 @@ int vault_passwd(const std::string& name, const PassSource& old_pass, const Pass
   } catch (const fusevault::VaultError& e) {
     throw Error(config_file(v.cipherdir).string() + ": " + e.what() + "; nothing changed");
   }
-  std::printf("changed the passphrase of the vault of %s (the data was not re-encrypted)\n", t.name.c_str());
+  out::info("changed the passphrase of the vault of " + t.name + " (the data was not re-encrypted)");
   return 0;
 }
 
@@ -234,12 +234,12 @@ int vault_unlock(const std::string& name, const PassSource& pass) {
   if (status.empty()) not_running(t);
   WorkspaceInfo w = parse_workspace_info(status);
   if (w.vault == "unlocked") {
-    std::printf("%s: already unlocked\n", t.name.c_str());
+    out::info(t.name + ": already unlocked");
     return 0;
   }
   unlock(t, pass);
-  std::printf("%s: unlocked%s\n", t.name.c_str(),
-              t.spec ? (", at " + t.spec->vault->mountpoint.string() + " inside its sessions").c_str() : "");
+  out::info(t.name + ": unlocked" +
+            (t.spec ? ", at " + t.spec->vault->mountpoint.string() + " inside its sessions" : ""));
   return 0;
 }
 
@@ -247,11 +247,11 @@ int vault_lock(const std::string& name) {
   Target t = resolve(name, false);
   std::string reply = request(t, "vault lock");
   if (reply.empty()) {
-    std::printf("%s: locked (its workspace is not running)\n", t.name.c_str());
+    out::info(t.name + ": locked (its workspace is not running)");
     return 0;
   }
   if (reply.rfind("ok", 0) != 0) throw Error("vault of '" + t.name + "': " + reply);
-  std::printf("%s: locked\n", t.name.c_str());
+  out::info(t.name + ": locked");
   return 0;
 }
 

@@ -256,6 +256,17 @@ bool is_executable_file(const fs::path& p) {
 
 }  // namespace
 
+std::vector<std::string> profile_keys() {
+  std::vector<std::string> out;
+  for (const auto& sec : kSections) {
+    out.push_back(sec);
+    if (auto it = kKeys.find(sec); it != kKeys.end()) {
+      for (const auto& k : it->second) out.push_back(sec + "." + k);
+    }
+  }
+  return out;
+}
+
 bool valid_profile_name(std::string_view name) {
   if (name.empty()) return false;
   auto alnum = [](char c) {

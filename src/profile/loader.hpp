@@ -39,8 +39,17 @@ ProfileSpec parse_profile(std::string_view text, const std::filesystem::path& fi
 // Reads FILE and parse_profile()s it. Throws ProfileError (or Error if unreadable).
 ProfileSpec load_profile_file(const std::filesystem::path& file, const std::string& name);
 
-// Loads config_dir()/NAME/profile.toml. Throws Error for a bad or unknown name.
+// config_dir()/NAME/profile.toml, which exists. Throws Error for a bad or unknown name
+// (with a "did you mean" or how to create it).
+std::filesystem::path profile_path(const std::string& name);
+
+// Loads profile_path(NAME).
 ProfileSpec load_profile(const std::string& name);
+
+// Every section and key the loader accepts, one per entry: "section" for each section, then
+// "section.key" for each of its keys ([env] takes any variable name, so it has none). The
+// reference the man page pw-profile(5) is checked against (`pw __keys`).
+std::vector<std::string> profile_keys();
 
 // Names under config_dir() that have a profile.toml, sorted.
 std::vector<std::string> list_profiles();

@@ -66,7 +66,7 @@ std::vector<std::string> list_profiles() {
   return out;
 }
 
-ProfileSpec load_profile(const std::string& name) {
+fs::path profile_path(const std::string& name) {
   if (!valid_profile_name(name)) {
     throw Error("'" + name +
                 "' is not a valid profile name (letters, digits, '.', '_' and '-', starting "
@@ -87,8 +87,10 @@ ProfileSpec load_profile(const std::string& name) {
     }
     throw Error(msg);
   }
-  return load_profile_file(file, name);
+  return file;
 }
+
+ProfileSpec load_profile(const std::string& name) { return load_profile_file(profile_path(name), name); }
 
 namespace {
 

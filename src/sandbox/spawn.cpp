@@ -33,6 +33,15 @@ namespace {
 
 constexpr int kSetupFailed = 125;
 
+// --verbose: one line per setup step on stderr (still the user's terminal after pivot_root).
+// A plain write, so a step line never sits in a stdio buffer that fork would duplicate.
+void step(const SessionSpec& spec, const std::string& what) {
+  if (!spec.verbose) return;
+  const std::string line = "pw: session: " + what + "\n";
+  if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
+  }
+}
+
 // Child-side error report: the parent prints it. Short writes are fine (best effort).
 [[noreturn]] void fail(int errfd, const std::string& msg, int code = kSetupFailed) {
   std::string line = msg + "\n";
@@ -82,6 +91,10 @@ void reset_signals() {
   envp.push_back(nullptr);
   // execvp() searches the PATH of the current environment: make it the session's.
   environ = envp.data();
+  step(spec, spec.seccomp.insns.empty()
+                 ? "no seccomp filter (seccomp = \"off\"); exec " + spec.argv[0]
+                 : "seccomp filter (" + std::to_string(spec.seccomp.insns.size()) +
+                       " BPF instructions), then exec " + spec.argv[0]);
   seccomp::load(spec.seccomp);
   ::execvp(argv[0], argv.data());
   int err = errno;
@@ -99,28 +112,39 @@ void reset_signals() {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
       throw SysError("make mounts private");
     }
-    if (spec.new_net) bring_up_loopback();
+    step(spec, "pid 1 of the new pid namespace; mounts made slaves of the workspace's");
+    if (spec.new_net) {
+      bring_up_loopback();
+      step(spec, "network namespace: lo up");
+    }
     if (spec.net_proxy) {
       // The supervisor's proxy accepts on it from the host's network namespace; nothing
       // else leads out of this one.
       Fd http = net::listen_loopback();
       proto::send(spec.control_fd, "net-listen http", {http.get()});
+      step(spec, "127.0.0.1:3128 handed to the workspace's network proxy");
     }
     build_root(spec.newroot, spec.plan, spec.dev, spec.vault_tree);
+    step(spec, "root built at " + spec.newroot.string() + " (" +
+                   std::to_string(spec.plan.ops.size()) + " mount operations)");
     if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0) {
       throw SysError("set hostname");
     }
     enter_root(spec.newroot);
+    step(spec, "hostname " + spec.hostname + "; pivot_root into the new root, old root detached");
     // Leave root of the workspace namespace for a nested one where we are the user again:
     // the session then holds no capability over its mounts, so it cannot unmount a mask.
     enter_user_namespace_as(spec.uid, spec.gid);
     die_with_parent(lifeline);  // creds changed: the death signal was reset
+    step(spec, "nested user namespace: uid " + std::to_string(spec.uid) + ", gid " +
+                   std::to_string(spec.gid) + ", no capability over the mounts");
     if (!spec.ssh_agent_socket.empty()) {
       // Made as the user, inside the session's view; served by the supervisor's filter.
       Fd agent = net::listen_unix(spec.ssh_agent_socket);
       proto::send(spec.control_fd, "net-listen ssh-agent", {agent.get()});
     }
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw SysError("set no_new_privs");
+    step(spec, "no_new_privs set");
     // Under the mounts, a second wall that does not depend on them being right.
     landlock::apply(spec.landlock, spec.landlock_abi);
     // Never within the payload's reach.
@@ -198,6 +222,8 @@ int run_session(const SessionSpec& spec, int watch_fd) {
   unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | SIGCHLD;
   if (spec.new_ipc) flags |= CLONE_NEWIPC;
   if (spec.new_net) flags |= CLONE_NEWNET;
+  step(spec, std::string("clone: new pid, mount, uts") + (spec.new_ipc ? ", ipc" : "") +
+                 (spec.new_net ? ", net" : "") + " namespaces");
   // Raw clone with no new stack behaves like fork(); glibc's clone() wrapper would need one.
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
   if (pid < 0) throw SysError("clone session namespaces");

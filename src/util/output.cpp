@@ -1,0 +1,85 @@
+#include "util/output.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace pw::out {
+
+namespace {
+
+Level g_level = Level::Normal;
+
+bool decide_colour(std::FILE* stream) {
+  const char* no = std::getenv("NO_COLOR");
+  if (no && *no) return false;
+  const char* term = std::getenv("TERM");
+  if (term && std::strcmp(term, "dumb") == 0) return false;
+  return ::isatty(::fileno(stream)) == 1;
+}
+
+const char* code(Style s) {
+  switch (s) {
+    case Style::Bold:
+      return "\033[1m";
+    case Style::Red:
+      return "\033[1;31m";
+    case Style::Green:
+      return "\033[32m";
+    case Style::Yellow:
+      return "\033[33m";
+    case Style::Cyan:
+      return "\033[36m";
+    case Style::Dim:
+      return "\033[2m";
+  }
+  return "";
+}
+
+void line_to(std::FILE* f, const std::string& prefix, std::string_view text) {
+  std::string s = prefix;
+  s.append(text);
+  s += '\n';
+  std::fputs(s.c_str(), f);
+}
+
+}  // namespace
+
+void set_level(Level level) { g_level = level; }
+Level level() { return g_level; }
+
+bool colour(std::FILE* stream) {
+  // Decided once: the environment and the streams do not change under a running pw.
+  static const bool out = decide_colour(stdout);
+  static const bool err = decide_colour(stderr);
+  if (stream == stdout) return out;
+  if (stream == stderr) return err;
+  return decide_colour(stream);
+}
+
+std::string paint(std::FILE* stream, Style style, std::string_view text) {
+  if (!colour(stream)) return std::string(text);
+  std::string s = code(style);
+  s.append(text);
+  s += "\033[0m";
+  return s;
+}
+
+void info(std::string_view line) {
+  if (g_level == Level::Quiet) return;
+  line_to(stdout, "", line);
+}
+
+void step(std::string_view line) {
+  if (g_level != Level::Verbose) return;
+  line_to(stderr, paint(stderr, Style::Cyan, "pw:") + " ", line);
+}
+
+void warn(std::string_view text) {
+  line_to(stderr, "pw: " + paint(stderr, Style::Yellow, "warning:") + " ", text);
+}
+
+void error(std::string_view text) { line_to(stderr, paint(stderr, Style::Red, "pw:") + " ", text); }
+
+}  // namespace pw::out

@@ -1,0 +1,37 @@
+// What pw prints besides the output a command was asked for: informational lines (hidden by
+// --quiet), setup steps (shown by --verbose), warnings and errors; and colour, used only on a
+// terminal and never when NO_COLOR is set (https://no-color.org).
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace pw::out {
+
+enum class Level { Quiet, Normal, Verbose };
+
+// Set once by main from --quiet / --verbose; Normal until then.
+void set_level(Level level);
+Level level();
+inline bool verbose() { return level() == Level::Verbose; }
+
+enum class Style { Bold, Red, Green, Yellow, Cyan, Dim };
+
+// True when text written to `stream` may carry colour: the stream is a terminal, NO_COLOR is
+// unset or empty and TERM is not "dumb". Decided once per stream.
+bool colour(std::FILE* stream);
+
+// `text` wrapped in the escape sequences of `style` when colour(stream), else as is.
+std::string paint(std::FILE* stream, Style style, std::string_view text);
+
+// "what pw did" on stdout (e.g. "wrote FILE"); nothing with --quiet.
+void info(std::string_view line);
+// A setup step on stderr ("pw: " + line); only with --verbose.
+void step(std::string_view line);
+// "pw: warning: " + text on stderr, whatever the level.
+void warn(std::string_view text);
+// "pw: " + text on stderr, whatever the level.
+void error(std::string_view text);
+
+}  // namespace pw::out
