@@ -12,6 +12,7 @@ pkgs=(
   libtomlplusplus-dev libcli11-dev catch2
   util-linux passwd procps
   openssh-client openssl curl
+  clang libclang-rt-14-dev    # the fuzz build (tests/fuzz): clang and its libFuzzer runtime
 )
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)
