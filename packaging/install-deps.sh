@@ -14,6 +14,7 @@ pkgs=(
   openssh-client openssl curl
   zsh fish bash-completion
   groff-base man-db bsdextrautils
+  clang libclang-rt-14-dev    # the fuzz build (tests/fuzz): clang and its libFuzzer runtime
 )
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the build dependencies, builds pw twice
-# (warnings as errors; then ASan+UBSan) and runs every test of both builds with ctest.
+# (warnings as errors; then ASan+UBSan) and runs every test of both builds with ctest, then
+# fuzzes the parsers for a few minutes (tests/fuzz/run.sh; PW_FUZZ_SECONDS per target).
 # Run as root on Debian 12: the rootless tests run as an unprivileged user this script
 # creates ($PW_TEST_USER, default pwtest), and /dev/fuse is made usable as Debian ships it.
 # Any test that would skip for lack of a kernel feature fails instead (PW_MUST_WORK=1).
@@ -65,5 +66,10 @@ run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
   run_suite asan -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_STATIC_DEPS=OFF
+
+# Last, the libFuzzer targets (clang, a build dir of their own): four of them, 55 s each by
+# default, under four minutes of fuzzing. Their corpus grows in $out/fuzz from run to run.
+step "fuzz"
+PW_FUZZ_SECONDS="${PW_FUZZ_SECONDS:-55}" "$src/tests/fuzz/run.sh" "$out/fuzz"
 
 step "all tests passed"

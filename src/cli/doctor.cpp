@@ -459,7 +459,8 @@ Check cgroup_check() {
   }
   // Delegated: the nearest dir (ours or an ancestor) that we own and may move processes into.
   const fs::path root(*mnt);
-  fs::path dir = (root / fs::path(*path).relative_path()).lexically_normal();
+  const fs::path rel = fs::path(*path).relative_path();
+  fs::path dir = rel.empty() ? root : (root / rel).lexically_normal();
   const std::string mine = dir.string();
   for (;;) {
     struct stat st;

@@ -236,6 +236,13 @@ std::optional<AllowEntry> parse_allow_entry(std::string_view text, std::string& 
     err = "\"*." + *n + "\" would allow a whole top-level domain; name a domain below it";
     return std::nullopt;
   }
+  // A name strictly below the suffix needs a label and a dot more, within 253 bytes: a longer
+  // suffix is an entry that can never match (found by fuzzing).
+  if (e.wildcard && n->size() > 251) {
+    err = "\"*.suffix\" with a suffix of " + std::to_string(n->size()) +
+          " bytes matches nothing: a name below it would exceed 253 bytes";
+    return std::nullopt;
+  }
   e.host = *n;
   return e;
 }

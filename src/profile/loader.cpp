@@ -284,6 +284,10 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
   spec.profile_dir = file.parent_path();
   Reader r(file.string(), spec);
 
+  if (auto issue = profile_detail::check_toml_text(text)) {
+    throw ProfileError(file.string() + ":" + std::to_string(issue->line) + ":" + std::to_string(issue->col),
+                       "", "TOML syntax error: " + issue->problem);
+  }
   toml::table root;
   try {
     root = toml::parse(text, file.string());

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
@@ -180,6 +181,189 @@ std::string toml_basic_escape(std::string_view text) {
   // The formatter emits a quoted basic string; keep only its inside.
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
   return s;
+}
+
+namespace {
+
+// One UTF-8 sequence at text[i]: its code point and length, or nothing if it is malformed
+// (overlong, surrogate, beyond U+10FFFF, truncated).
+std::optional<std::pair<char32_t, std::size_t>> decode_utf8(std::string_view text, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return std::pair{static_cast<char32_t>(c), std::size_t{1}};
+  std::size_t len;
+  char32_t cp;
+  if ((c & 0xE0) == 0xC0) {
+    len = 2;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    len = 3;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return std::nullopt;
+  }
+  if (i + len > text.size()) return std::nullopt;
+  for (std::size_t k = 1; k < len; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return std::nullopt;
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return std::nullopt;
+  return std::pair{cp, len};
+}
+
+std::string code_point_name(char32_t cp) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
+  return buf;
+}
+
+}  // namespace
+
+std::optional<TextIssue> check_toml_text(std::string_view text) {
+  enum class State { Normal, Comment, Basic, MlBasic, Literal, MlLiteral };
+  // Whether the next string is a key or a value, and the open arrays ('[') and inline
+  // tables ('{') of the value being read: enough of TOML's grammar to know which strings
+  // toml++ reads as keys (it stops at its first error; so may this).
+  enum class Ctx { Key, Value };
+  // In a multi-line basic string: after a backslash (Escape), then skipping the whitespace
+  // and line breaks of a line-ending backslash (Trim).
+  enum class Backslash { None, Escape, Trim };
+  std::string nesting;
+  Ctx ctx = Ctx::Key;
+  State st = State::Normal;
+  Backslash bs = Backslash::None;
+  bool string_is_key = false;
+  std::size_t line = 1, col = 1;
+  auto issue = [&](std::string problem) { return TextIssue{line, col, std::move(problem)}; };
+  auto starts = [&](std::size_t i, std::string_view what) { return text.substr(i).starts_with(what); };
+  auto non_ascii = [](char32_t cp) { return "character " + code_point_name(cp); };
+  bool token_start = true;  // in Normal: only blanks since the line or a '=[{,.' began
+  auto end_of_line = [&] {
+    if (nesting.empty()) ctx = Ctx::Key;
+    token_start = true;
+  };
+
+  // A byte-order mark at the start is allowed (toml++ skips it).
+  for (std::size_t i = text.starts_with("\xEF\xBB\xBF") ? 3 : 0; i < text.size();) {
+    auto d = decode_utf8(text, i);
+    if (!d) return issue("invalid UTF-8 (profiles are UTF-8 text)");
+    const auto [cp, len] = *d;
+    const bool ascii = cp < 0x80;
+    const bool blank = cp == ' ' || cp == '\t' || cp == '\r' || cp == '\n';
+    std::size_t next = i + len;
+    if (!ascii && string_is_key && st != State::Normal && st != State::Comment) {
+      return issue(non_ascii(cp) + " in a quoted key (pw's keys are ASCII)");
+    }
+    switch (st) {
+      case State::Normal:
+        if (!ascii) return issue(non_ascii(cp) + " outside a string or comment (TOML allows non-ASCII text only there)");
+        if (cp == ' ' || cp == '\t' || cp == '\r') break;
+        if (cp == '\n') {
+          end_of_line();
+          break;
+        }
+        if (cp == '#') {
+          st = State::Comment;
+          break;
+        }
+        // A quote opens a string only where a token starts; inside a bare token ("3x\"...")
+        // toml++ reads on, classifying every character, so neither may this.
+        if ((cp == '"' || cp == '\'') && token_start) {
+          const bool multi = starts(i, cp == '"' ? "\"\"\"" : "\'\'\'");
+          st = cp == '"' ? (multi ? State::MlBasic : State::Basic) : (multi ? State::MlLiteral : State::Literal);
+          string_is_key = ctx == Ctx::Key;
+          token_start = false;
+          if (multi) next = i + 3;
+          break;
+        }
+        if (cp == '=') {
+          ctx = Ctx::Value;
+        } else if (ctx == Ctx::Value && (cp == '[' || cp == '{')) {
+          nesting += static_cast<char>(cp);
+          ctx = cp == '{' ? Ctx::Key : Ctx::Value;
+        } else if (!nesting.empty() && (cp == ']' || cp == '}')) {
+          nesting.pop_back();
+          ctx = Ctx::Value;
+        } else if (cp == ',' && !nesting.empty()) {
+          ctx = nesting.back() == '{' ? Ctx::Key : Ctx::Value;
+        }
+        token_start = cp == '=' || cp == '[' || cp == '{' || cp == ',' || cp == '.';
+        break;
+      case State::Comment:
+        if (cp == '\n') {
+          st = State::Normal;
+          end_of_line();
+        }
+        break;
+      case State::Basic:
+      case State::Literal:
+        if (cp == '\n') {  // unterminated: toml++ reports it
+          st = State::Normal;
+          string_is_key = false;
+          end_of_line();
+        } else if (st == State::Basic && cp == '\\' && next < text.size()) {
+          auto e = decode_utf8(text, next);
+          if (e && e->first >= 0x80) {
+            ++col;
+            return issue(non_ascii(e->first) + " after a backslash (no escape starts so)");
+          }
+          if (e && e->first != '\n') next += e->second;  // the escaped character
+        } else if (cp == (st == State::Basic ? U'"' : U'\'')) {
+          st = State::Normal;
+          string_is_key = false;
+        }
+        break;
+      case State::MlBasic:
+      case State::MlLiteral: {
+        // toml++ classifies the character after a backslash, and after a line-ending
+        // backslash every character up to the first one that is not whitespace.
+        if (bs == Backslash::Escape) {
+          if (blank) {
+            bs = Backslash::Trim;
+            break;
+          }
+          bs = Backslash::None;
+          if (!ascii) return issue(non_ascii(cp) + " after a backslash (no escape starts so)");
+          break;  // the escaped character itself: never a delimiter
+        }
+        if (bs == Backslash::Trim) {
+          if (blank) break;
+          bs = Backslash::None;
+          if (!ascii) {
+            return issue(non_ascii(cp) + " right after a line-ending backslash (and the line break and "
+                         "spaces it trims); start the text there with an ASCII character or a \\u escape");
+          }
+        }
+        const char quote = st == State::MlBasic ? '"' : '\'';
+        if (st == State::MlBasic && cp == '\\') {
+          bs = Backslash::Escape;
+        } else if (cp == static_cast<char32_t>(quote) && starts(i, std::string(3, quote))) {
+          // Up to two more quotes belong to the string: """a""""" is a, two quotes.
+          std::size_t run = 3;
+          while (run < 5 && i + run < text.size() && text[i + run] == quote) ++run;
+          next = i + run;
+          st = State::Normal;
+          string_is_key = false;
+        }
+        break;
+      }
+    }
+    // Columns count code points, as toml++'s do; [i, next) is valid UTF-8 here.
+    for (std::size_t k = i; k < next; k += decode_utf8(text, k)->second) {
+      if (text[k] == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+    }
+    i = next;
+  }
+  return std::nullopt;
 }
 
 }  // namespace pw::profile_detail

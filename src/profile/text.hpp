@@ -37,4 +37,20 @@ std::optional<std::string> project_relative(std::string_view raw, bool allow_dot
 // Escapes text for use inside a TOML basic string ("...") using toml++'s own writer.
 std::string toml_basic_escape(std::string_view text);
 
+// Why toml++ must not see `text`, and where (1-based line and column, in code points).
+struct TextIssue {
+  std::size_t line = 1, col = 1;
+  std::string problem;
+};
+
+// Checks profile text before toml++ parses it. toml++ 3.3 (Debian 12's) classifies code
+// points as whitespace with a table that reaches __builtin_unreachable for most non-ASCII
+// ones (upstream issues #190 and #295), which it does wherever it skips whitespace: between
+// tokens, in keys, and in a multi-line basic string after a backslash. Found by
+// fuzz_profile. So non-ASCII text is refused there first, where TOML 1.0 never allows it
+// anyway (outside strings and comments; after an escaping backslash) or where pw never
+// accepts it (in keys), plus the one legal spot, the first character after a line-ending
+// backslash. Strings and comments keep any UTF-8. Invalid UTF-8 is refused too.
+std::optional<TextIssue> check_toml_text(std::string_view text);
+
 }  // namespace pw::profile_detail

@@ -78,6 +78,18 @@ TEST_CASE("net: allow entries", "[net]") {
   CHECK(entry_error("-a.com").find("'-'") != std::string::npos);
   CHECK(entry_error(std::string(64, 'a') + ".com").find("63") != std::string::npos);
   CHECK(entry_error("bücher.de").find("xn--") != std::string::npos);
+  // A wildcard suffix must leave room for a name below it (253 bytes in all): fuzz_allowlist
+  // found "*." + a 252-byte suffix accepted, an entry no host could ever match.
+  const std::string l63(63, 'a');
+  const std::string s251 = l63 + "." + l63 + "." + l63 + "." + std::string(59, 'b');
+  const std::string s252 = s251 + "b";
+  REQUIRE(s251.size() == 251);
+  auto w251 = parse_allow_entry("*." + s251, err);
+  REQUIRE(w251);
+  CHECK(Policy({*w251}, false).decide("x." + s251, 443).allow);
+  CHECK(entry_error("*." + s252).find("matches nothing") != std::string::npos);
+  CHECK(entry_error("*." + s252 + ".:443").find("matches nothing") != std::string::npos);
+  CHECK(parse_allow_entry(s252, err));  // the same name without the wildcard is fine
   CHECK_THROWS_WITH(Policy::from_strings({"ok.com", "1.2.3.4"}, false),
                     Catch::Contains("allow entry \"1.2.3.4\": IP literals"));
 }

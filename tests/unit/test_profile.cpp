@@ -288,6 +288,54 @@ TEST_CASE("profile: TOML syntax errors carry file:line:col", "[profile]") {
   CHECK(e3.starts_with("p.toml:5:"));
 }
 
+TEST_CASE("profile: non-ASCII text where toml++ 3.3 would hit undefined behaviour is refused", "[profile]") {
+  World w;
+  // fuzz_profile's find: a non-ASCII character where toml++ looks for whitespace (here in a
+  // table header) made its parser reach __builtin_unreachable (UBSan: "execution reached an
+  // unreachable program point"). It is a plain error now, with its place.
+  const std::string e = w.error("[prc\xc5\x8fs/ll");
+  CHECK(e == "p.toml:1:5: TOML syntax error: character U+014F outside a string or comment "
+             "(TOML allows non-ASCII text only there)");
+  CHECK(w.error(w.doc("[sandbox]\nclean_env = true \xcc\xaa\n")).starts_with("p.toml:4:18: "));
+  CHECK(w.error(w.doc("\xd0\x96 = 1\n")).find("U+0416 outside a string") != std::string::npos);
+  // A quote inside a bare value opens no string: toml++ reads on through the value.
+  CHECK(w.error(w.doc("x =3pult\"a\xc9\x8f\"\n")).find("U+024F outside a string") != std::string::npos);
+  // In a quoted key (toml++ records keys character by character).
+  CHECK(w.error(w.doc("[env]\n\"caf\xc3\xa9\" = \"x\"\n")).starts_with("p.toml:4:5: "));
+  CHECK(w.error(w.doc("[\"s\xc3\xa9\"]\n")).find("in a quoted key") != std::string::npos);
+  CHECK(w.error(w.doc("[env]\nA = { \"\xc3\xa9\" = 1 }\n")).find("in a quoted key") != std::string::npos);
+  // After a backslash in a multi-line basic string, and after a line-ending one.
+  CHECK(w.error(w.doc("[env]\nA = \"\"\"\\\xc2\xa7\"\"\"\n")).find("after a backslash") != std::string::npos);
+  const std::string trim = w.error(w.doc("[env]\nA = \"\"\"x\\\n   \xc2\xa7\"\"\"\n"));
+  CHECK(trim.starts_with("p.toml:5:4: "));
+  CHECK(trim.find("line-ending backslash") != std::string::npos);
+  CHECK(w.error(w.doc("[env]\nA = \"\\\xc3\xa9\"\n")).find("after a backslash") != std::string::npos);
+  // Not UTF-8 at all.
+  CHECK(w.error(w.doc("[env]\nA = \"\xff\"\n")).starts_with("p.toml:4:6: TOML syntax error: invalid UTF-8"));
+
+  // Strings and comments keep any UTF-8, and a profile with them loads as before.
+  fs::create_directories(w.home / "caf\xc3\xa9");
+  const ProfileSpec s = w.parse(w.doc(
+      "# r\xc3\xa9pertoire \xe2\x80\x94 \xe7\x9b\xae\xe5\xbd\x95\n"
+      "[sandbox]   # \xc3\xa9\n"
+      "whitelist = [\"~/caf\xc3\xa9\", # \xc3\xa9\n  '~/caf\xc3\xa9']\n"
+      "[env]\n"
+      "A = \"\xc3\xa9\\\"\xc3\xa9\"\n"
+      "B = '''\n\xd0\x96\xd0\x96\\'''\n"
+      "C = \"\"\"x\\\n   y\xc3\xa9\\\"\xc3\xa9\"\"\"\"\"\n"
+      "D = \"\"\"\\\n   \"\"\"\n"));
+  CHECK(s.whitelist.size() == 2);
+  CHECK(s.whitelist.at(0).path == w.home / "caf\xc3\xa9");
+  REQUIRE(s.env.size() == 4);
+  CHECK(s.env.at(0) == std::pair<std::string, std::string>{"A", "\xc3\xa9\"\xc3\xa9"});
+  CHECK(s.env.at(1) == std::pair<std::string, std::string>{"B", "\xd0\x96\xd0\x96\\"});
+  CHECK(s.env.at(2) == std::pair<std::string, std::string>{"C", "xy\xc3\xa9\"\xc3\xa9\"\""});
+  CHECK(s.env.at(3) == std::pair<std::string, std::string>{"D", ""});
+  // A byte-order mark (some editors write one) is no character of the text.
+  CHECK(w.parse("\xef\xbb\xbf" + w.doc()).dir == w.proj);
+  CHECK(w.error("\xef\xbb\xbf" + w.doc("\xef\xbb\xbf")).starts_with("p.toml:3:1: "));
+}
+
 TEST_CASE("profile: path expansion", "[profile]") {
   World w;
   fs::create_directories(w.home / "x$y");
