@@ -15,6 +15,7 @@ _pw()
     _init_completion -s || return
 
     local pw=${words[0]}
+    __expand_tilde_by_ref pw # ~/bin/pw: the profiles come from this very pw
     local global='-v --verbose -q --quiet -h --help'
     local commands='new list show explain edit ps log vault doctor check'
 

@@ -12,9 +12,10 @@ pkgs=(
   libtomlplusplus-dev libcli11-dev catch2
   util-linux passwd procps
   openssh-client openssl curl
-  zsh fish bash-completion
-  groff-base man-db bsdextrautils
-  clang libclang-rt-14-dev    # the fuzz build (tests/fuzz): clang and its libFuzzer runtime
+  zsh fish bash-completion         # completion tests: each shell loads its completion
+  groff-base man-db bsdextrautils  # man page test: groff, man, col
+  dpkg-dev file binutils           # package: cpack's dpkg-shlibdeps and file; objdump
+  clang libclang-rt-14-dev         # the fuzz build (tests/fuzz): clang and its libFuzzer runtime
 )
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)

@@ -14,6 +14,7 @@
 #include "profile/loader.hpp"
 #include "profile/text.hpp"
 #include "util/file.hpp"
+#include "util/output.hpp"
 
 namespace pw {
 
@@ -181,12 +182,21 @@ std::string render_profile(const ProfileSpec& s) {
 
 fs::path template_dir() {
   if (const char* e = std::getenv("PW_TEMPLATE_DIR"); e && *e) return e;
-  for (const char* d : {PW_TEMPLATE_DIR, PW_SOURCE_TEMPLATE_DIR}) {
-    std::error_code ec;
-    if (fs::is_regular_file(fs::path(d) / "human.toml", ec)) return d;
+  // The templates installed with this very binary first (share/pw/profiles beside its bin/),
+  // so a relocated install (a package unpacked elsewhere, another prefix) finds its own.
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) dirs.push_back((exe.parent_path() / PW_TEMPLATE_REL_DIR).lexically_normal());
+  dirs.emplace_back(PW_TEMPLATE_DIR);
+  dirs.emplace_back(PW_SOURCE_TEMPLATE_DIR);
+  std::string looked;
+  for (const auto& d : dirs) {
+    if (fs::is_regular_file(d / "human.toml", ec)) return d;
+    looked += (looked.empty() ? "" : ", ") + d.string();
   }
-  throw Error(std::string("no profile templates found (looked in ") + PW_TEMPLATE_DIR + " and " +
-              PW_SOURCE_TEMPLATE_DIR + "); set PW_TEMPLATE_DIR to the dir with human.toml");
+  throw Error("no profile templates found (looked in " + looked +
+              "); set PW_TEMPLATE_DIR to the dir with human.toml");
 }
 
 namespace {
@@ -313,6 +323,7 @@ std::vector<fs::path> create_profiles(const NewProfileOptions& opts) {
   }
 
   const fs::path tdir = template_dir();
+  out::step("templates from " + tdir.string());
   std::string human = read_text(tdir / "human.toml");
   std::string agent = read_text(tdir / ("agent-" + opts.agent + ".toml"));
 
