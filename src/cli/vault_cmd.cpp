@@ -293,6 +293,7 @@ class Progress {
  public:
   explicit Progress(const char* verb) : verb_(verb), tty_(::isatty(STDERR_FILENO) == 1) {}
   void operator()(const fusevault::TreeProgress& p, bool last = false) {
+    last_ = p;
     const auto now = std::chrono::steady_clock::now();
     if (!last && now - shown_ < (tty_ ? std::chrono::milliseconds(100) : std::chrono::seconds(5))) return;
     shown_ = now;
@@ -300,7 +301,6 @@ class Progress {
                  static_cast<unsigned long long>(p.files), static_cast<unsigned long long>(p.total_files),
                  static_cast<double>(p.bytes) / (1 << 20), static_cast<double>(p.total_bytes) / (1 << 20),
                  tty_ && !last ? "\033[K" : "\n");
-    last_ = p;
   }
   void done() { (*this)(last_, true); }
 
