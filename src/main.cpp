@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <iostream>
 
@@ -15,6 +16,7 @@
 #include "policy/env_plan.hpp"
 #include "policy/mount_plan.hpp"
 #include "profile/loader.hpp"
+#include "profile/pwrap_import.hpp"
 #include "sandbox/landlock.hpp"
 #include "sandbox/seccomp.hpp"
 #include "util/error.hpp"
@@ -175,6 +177,12 @@ int main(int argc, char** argv) {
     c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm")
         ->check(CLI::IsMember({"claude", "codex", "generic"}));
 
+    auto* c_import = app.add_subcommand("import-pwrap", "convert pwrap projects (DIR/NAME/project.toml) into pw profiles");
+    std::string import_dir;
+    bool import_dry = false;
+    c_import->add_option("dir", import_dir, "pwrap's config dir (default $XDG_CONFIG_HOME/pwrap or ~/.config/pwrap)");
+    c_import->add_flag("--dry-run", import_dry, "print what would be written; write nothing");
+
     auto* c_list = app.add_subcommand("list", "list profiles");
     bool list_names = false;
     c_list->add_flag("--names", list_names, "profile names only, one per line");
@@ -218,12 +226,16 @@ int main(int argc, char** argv) {
     auto* v_lock = c_vault->add_subcommand("lock", "remove the plaintext from every session; wipe the key");
     auto* v_status = c_vault->add_subcommand("status", "locked or unlocked, and which sessions see it");
     auto* v_passwd = c_vault->add_subcommand("passwd", "change the passphrase (no re-encryption)");
-    for (auto* c : {v_init, v_unlock, v_lock, v_status, v_passwd}) {
+    auto* v_migrate = c_vault->add_subcommand("migrate", "copy a plaintext tree into the vault and verify it");
+    std::string v_from;
+    v_migrate->add_option("--from", v_from, "the plaintext tree (e.g. a mounted gocryptfs volume)")->required();
+    for (auto* c : {v_init, v_unlock, v_lock, v_status, v_passwd, v_migrate}) {
       c->add_option("name", v_name, "profile (default inside a human session: its own)");
     }
     pass_opts(v_init, v_pass, "");
     pass_opts(v_unlock, v_pass, "");
     pass_opts(v_passwd, v_pass, "");
+    pass_opts(v_migrate, v_pass, "");
     pass_opts(v_passwd, v_new, "new-");
     kdf_opts(v_init);
     kdf_opts(v_passwd);
@@ -249,6 +261,17 @@ int main(int argc, char** argv) {
                 "-llm   (agent)");
       return 0;
     }
+    if (*c_import) {
+      fs::path d = import_dir;
+      if (d.empty()) {
+        const char* x = std::getenv("XDG_CONFIG_HOME");
+        const char* h = std::getenv("HOME");
+        if (x && *x) d = fs::path(x) / "pwrap";
+        else if (h && *h) d = fs::path(h) / ".config" / "pwrap";
+        else throw Error("no pwrap dir given and neither XDG_CONFIG_HOME nor HOME is set");
+      }
+      return import_pwrap(d, import_dry);
+    }
     if (*c_list) return cmd_list(list_names);
     if (*c_edit) return edit_profile(edit_name);
     if (*c_show) return cmd_show(show_name);
@@ -263,6 +286,7 @@ int main(int argc, char** argv) {
       if (*v_lock) return vault_lock(v_name);
       if (*v_status) return vault_status(v_name);
       if (*v_passwd) return vault_passwd(v_name, v_pass, v_new, v_kdf);
+      if (*v_migrate) return vault_migrate(v_name, v_from, v_pass);
     }
     if (profile.empty()) {
       std::fputs(app.help().c_str(), stdout);

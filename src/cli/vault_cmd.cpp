@@ -2,14 +2,18 @@
 
 #include <fcntl.h>
 #include <sodium.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
+#include <fusevault/tree.hpp>
 #include <fusevault/vault.hpp>
 #include <optional>
 
@@ -17,6 +21,7 @@
 #include "util/error.hpp"
 #include "util/output.hpp"
 #include "workspace/protocol.hpp"
+#include "workspace/runtime.hpp"
 #include "workspace/workspace.hpp"
 
 namespace fs = std::filesystem;
@@ -278,6 +283,120 @@ int vault_status(const std::string& name) {
   } else {
     std::printf(" (workspace running, %zu session(s))\n", w.sessions.size());
   }
+  return 0;
+}
+
+namespace {
+
+// Progress on stderr: rewritten in place on a terminal, a line every few seconds otherwise.
+class Progress {
+ public:
+  explicit Progress(const char* verb) : verb_(verb), tty_(::isatty(STDERR_FILENO) == 1) {}
+  void operator()(const fusevault::TreeProgress& p, bool last = false) {
+    last_ = p;
+    const auto now = std::chrono::steady_clock::now();
+    if (!last && now - shown_ < (tty_ ? std::chrono::milliseconds(100) : std::chrono::seconds(5))) return;
+    shown_ = now;
+    std::fprintf(stderr, "%spw: %s %llu/%llu files, %.1f/%.1f MiB%s", tty_ ? "\r" : "", verb_,
+                 static_cast<unsigned long long>(p.files), static_cast<unsigned long long>(p.total_files),
+                 static_cast<double>(p.bytes) / (1 << 20), static_cast<double>(p.total_bytes) / (1 << 20),
+                 tty_ && !last ? "\033[K" : "\n");
+  }
+  void done() { (*this)(last_, true); }
+
+ private:
+  const char* verb_;
+  bool tty_;
+  std::chrono::steady_clock::time_point shown_{};
+  fusevault::TreeProgress last_;
+};
+
+}  // namespace
+
+int vault_migrate(const std::string& name, const std::string& from, const PassSource& pass) {
+  Target t = resolve(name, true);
+  const VaultSpec& v = *t.spec->vault;
+  if (!vault_exists(v.cipherdir)) {
+    throw Error("no vault at " + v.cipherdir.string() + ": create it first with pw vault init " + t.name);
+  }
+  std::error_code ec;
+  const fs::path src = fs::canonical(from, ec);
+  if (ec || !fs::is_directory(src, ec)) throw Error("--from " + from + ": not a directory");
+  for (const fs::path& p : {v.cipherdir, v.mountpoint}) {
+    const fs::path c = fs::weakly_canonical(p, ec);
+    auto rel = src.lexically_relative(c);
+    if (!rel.empty() && *rel.begin() != "..") {
+      throw Error("--from " + src.string() + " is inside " + p.string() + ", the vault itself");
+    }
+  }
+  // Two writers must never share a cipherdir: the live supervisor holds this lock for its
+  // whole life, and holding it here keeps a workspace (and with it an unlock) from starting
+  // until the copy is done.
+  const WorkspacePaths paths = workspace_paths(t.name);
+  runtime_dir();
+  Fd lock(::open(paths.lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!lock) throw SysError("open " + paths.lock.string());
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    std::string state;
+    try {
+      state = parse_workspace_info(request(t, "vault status")).vault;
+    } catch (const std::exception&) {
+    }
+    if (state == "unlocked") {
+      throw Error("the workspace of '" + t.name + "' is running with the vault unlocked: its server writes to " +
+                  v.cipherdir.string() + " and two writers must never share a cipherdir. Lock it and end its " +
+                  "sessions (pw vault lock " + t.name + "; exit every `pw " + t.name + "`), then migrate");
+    }
+    throw Error("the workspace of '" + t.name + "' is running (vault " + (state.empty() ? "state unknown" : state) +
+                "): it could be unlocked while the copy runs. End its sessions (pw ps), then migrate");
+  }
+
+  fusevault::SecureBytes p = read_once(pass, "Passphrase for the vault of " + t.name + ": ");
+  std::unique_ptr<fusevault::Vault> vault;
+  try {
+    vault = fusevault::Vault::open(v.cipherdir.string(), p);
+  } catch (const fusevault::WrongPassphrase&) {
+    throw Error("wrong passphrase for the vault at " + v.cipherdir.string() + "; nothing copied");
+  } catch (const fusevault::VaultError& e) {
+    throw Error(v.cipherdir.string() + ": " + e.what() + "; nothing copied");
+  }
+  p.wipe();
+
+  Progress copying("copied");
+  fusevault::ImportReport rep;
+  try {
+    rep = fusevault::import_tree(*vault, src.string(), [&](const fusevault::TreeProgress& pr) { copying(pr); });
+  } catch (const fusevault::VaultError& e) {
+    throw Error(std::string(e.what()) + " (what was copied stays; a rerun skips it as identical)");
+  }
+  for (const auto& s : rep.skipped) std::fprintf(stderr, "pw: skipped %s\n", s.c_str());
+  if (!rep.conflicts.empty()) {
+    std::fprintf(stderr, "pw: %zu entr%s already in the vault of %s and differ%s from %s:\n", rep.conflicts.size(),
+                 rep.conflicts.size() == 1 ? "y is" : "ies are", t.name.c_str(),
+                 rep.conflicts.size() == 1 ? "s" : "", src.c_str());
+    for (const auto& c : rep.conflicts) std::fprintf(stderr, "  %s\n", c.c_str());
+    throw Error("nothing copied: existing vault entries are never overwritten (remove them inside a session, or "
+                "copy into an empty vault)");
+  }
+  copying.done();
+
+  Progress checking("verified");
+  fusevault::VerifyReport ver =
+      fusevault::verify_tree(*vault, src.string(), [&](const fusevault::TreeProgress& pr) { checking(pr); });
+  checking.done();
+  vault->close();
+  if (!ver.mismatches.empty()) {
+    std::fprintf(stderr, "pw: verification failed for %zu entr%s:\n", ver.mismatches.size(),
+                 ver.mismatches.size() == 1 ? "y" : "ies");
+    for (const auto& m : ver.mismatches) std::fprintf(stderr, "  %s\n", m.c_str());
+    return 1;
+  }
+  std::printf("migrated %s into the vault of %s: %llu file(s), %llu dir(s), %llu symlink(s), %llu bytes written; "
+              "%llu identical entr%s skipped; every file read back and verified\n",
+              src.c_str(), t.name.c_str(), static_cast<unsigned long long>(rep.files),
+              static_cast<unsigned long long>(rep.dirs), static_cast<unsigned long long>(rep.symlinks),
+              static_cast<unsigned long long>(rep.bytes), static_cast<unsigned long long>(rep.identical),
+              rep.identical == 1 ? "y" : "ies");
   return 0;
 }
 

@@ -27,6 +27,11 @@ int vault_passwd(const std::string& name, const PassSource& old_pass, const Pass
 int vault_unlock(const std::string& name, const PassSource& pass);
 int vault_lock(const std::string& name);
 int vault_status(const std::string& name);
+// Copies the plaintext tree `from` into NAME's vault (which must exist) directly on the
+// cipherdir, then reads every file back through the vault and compares hashes. Holds the
+// workspace's lock meanwhile, so no session (and no unlock) can start; refuses while the
+// workspace runs. Existing vault entries are never overwritten (identical ones are skipped).
+int vault_migrate(const std::string& name, const std::string& from, const PassSource& pass);
 
 // `unlock = "on-enter"`: called by `pw NAME` once its workspace runs; asks on the terminal
 // if the vault is locked. Failures are reported and the session starts locked.

@@ -232,6 +232,10 @@ bool executable(const fs::path& p) {
   return p.is_absolute() && fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
 }
 
+}  // namespace
+
+namespace profile_detail {
+
 // "~/x" for paths under HOME (what a user would write), else the path; $ doubled.
 std::string display_path(const fs::path& p) {
   const std::string s = p.string();
@@ -280,7 +284,11 @@ void make_private_dirs(const fs::path& dir) {
   }
 }
 
-}  // namespace
+}  // namespace profile_detail
+
+using profile_detail::display_path;
+using profile_detail::make_private_dirs;
+using profile_detail::write_atomic;
 
 std::vector<fs::path> create_profiles(const NewProfileOptions& opts) {
   const std::string& name = opts.name;

@@ -53,4 +53,14 @@ struct TextIssue {
 // backslash. Strings and comments keep any UTF-8. Invalid UTF-8 is refused too.
 std::optional<TextIssue> check_toml_text(std::string_view text);
 
+// "~/x" for paths under HOME (what a user would write), else the path; $ doubled, so that
+// loading it as a profile path gives back exactly `p`.
+std::string display_path(const std::filesystem::path& p);
+
+// Writes `text` to `file` through a temp file in the same dir, fsync and rename.
+void write_atomic(const std::filesystem::path& file, const std::string& text);
+
+// mkdir -p with mode 0700 for every component created.
+void make_private_dirs(const std::filesystem::path& dir);
+
 }  // namespace pw::profile_detail
