@@ -17,7 +17,7 @@ _pw()
     local pw=${words[0]}
     __expand_tilde_by_ref pw # ~/bin/pw: the profiles come from this very pw
     local global='-v --verbose -q --quiet -h --help'
-    local commands='new list show explain edit ps log vault doctor check'
+    local commands='new list show explain edit ps log vault doctor check import-pwrap'
 
     # Walk the words before the cursor: the command (or the profile, for `pw NAME`), the
     # vault action, and how many positional arguments the command already has.
@@ -34,7 +34,7 @@ _pw()
                 continue
                 ;;
             --dir | --shell | --agent | --passphrase-fd | --passphrase-file | \
-                --new-passphrase-fd | --new-passphrase-file | --kdf-ops | --kdf-mem-mib)
+                --new-passphrase-fd | --new-passphrase-file | --kdf-ops | --kdf-mem-mib | --from)
                 ((i++)) # its value
                 continue
                 ;;
@@ -53,7 +53,7 @@ _pw()
     done
 
     case $prev in
-        --dir)
+        --dir | --from)
             _filedir -d
             return
             ;;
@@ -93,6 +93,10 @@ _pw()
             ;;
         new) opts+=' --dir --shell --agent' ;;
         list) opts+=' --names' ;;
+        import-pwrap)
+            opts+=' --dry-run'
+            ((nargs == 0)) && [[ $cur != -* ]] && _filedir -d
+            ;;
         show | log | edit | check)
             ((nargs == 0)) && [[ $cur != -* ]] && _pw_profiles "$pw"
             ;;
@@ -110,13 +114,14 @@ _pw()
                 if [[ $cur == -* ]]; then
                     COMPREPLY=($(compgen -W "$global" -- "$cur"))
                 else
-                    COMPREPLY=($(compgen -W 'init unlock lock status passwd' -- "$cur"))
+                    COMPREPLY=($(compgen -W 'init unlock lock status passwd migrate' -- "$cur"))
                 fi
                 return
             fi
             case $action in
                 init) opts+=' --passphrase-fd --passphrase-file --kdf-ops --kdf-mem-mib' ;;
                 unlock) opts+=' --passphrase-fd --passphrase-file' ;;
+                migrate) opts+=' --from --passphrase-fd --passphrase-file' ;;
                 passwd) opts+=' --passphrase-fd --passphrase-file --new-passphrase-fd
                                --new-passphrase-file --kdf-ops --kdf-mem-mib' ;;
             esac

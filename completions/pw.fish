@@ -61,7 +61,7 @@ function __pw_complete_after_dashdash
     __fish_complete_subcommand --commandline $tokens[(math $i + 1)..-1]
 end
 
-set -l commands new list show explain edit ps log vault doctor check
+set -l commands new list show explain edit ps log vault doctor check import-pwrap
 
 complete -c pw -f
 complete -c pw -n 'not __pw_after_dashdash' -s v -l verbose -d 'show the mount plan and each setup step'
@@ -80,6 +80,7 @@ complete -c pw -n '__pw_at' -a log -d "the network decisions of a profile's sess
 complete -c pw -n '__pw_at' -a vault -d "the project's encrypted vault (human posture)"
 complete -c pw -n '__pw_at' -a doctor -d 'check that this machine can run pw'
 complete -c pw -n '__pw_at' -a check -d 'test the walls of a profile from inside a real session'
+complete -c pw -n '__pw_at' -a import-pwrap -d 'convert pwrap projects into pw profiles'
 complete -c pw -n '__pw_at' -a '(__pw_profiles)' -d profile
 
 # pw NAME -- CMD ARGS
@@ -93,6 +94,9 @@ complete -c pw -n '__pw_in new' -l agent -x -a 'claude codex generic' -d 'agent 
 
 complete -c pw -n '__pw_in list' -l names -d 'profile names only, one per line'
 
+complete -c pw -n '__pw_in import-pwrap' -l dry-run -d 'print what would be written; write nothing'
+complete -c pw -n '__pw_at import-pwrap' -x -a '(__fish_complete_directories)' -d "pwrap's config dir"
+
 for c in show log edit check explain
     complete -c pw -n "__pw_at $c" -a '(__pw_profiles)' -d profile
 end
@@ -104,11 +108,13 @@ complete -c pw -n '__pw_at vault' -a unlock -d "decrypt it into the running work
 complete -c pw -n '__pw_at vault' -a lock -d 'remove the plaintext from every session; wipe the key'
 complete -c pw -n '__pw_at vault' -a status -d 'locked or unlocked, and which sessions see it'
 complete -c pw -n '__pw_at vault' -a passwd -d 'change the passphrase (no re-encryption)'
-for a in init unlock lock status passwd
+complete -c pw -n '__pw_at vault' -a migrate -d 'copy a plaintext tree into the vault and verify it'
+for a in init unlock lock status passwd migrate
     complete -c pw -n "__pw_at vault $a" -a '(__pw_profiles)' -d profile
 end
-complete -c pw -n '__pw_vault_in init unlock passwd' -l passphrase-fd -x -d 'read the passphrase (one line) from this inherited fd'
-complete -c pw -n '__pw_vault_in init unlock passwd' -l passphrase-file -r -F -d 'read the passphrase (first line) from this file'
+complete -c pw -n '__pw_vault_in migrate' -l from -x -a '(__fish_complete_directories)' -d 'the plaintext tree to copy in'
+complete -c pw -n '__pw_vault_in init unlock passwd migrate' -l passphrase-fd -x -d 'read the passphrase (one line) from this inherited fd'
+complete -c pw -n '__pw_vault_in init unlock passwd migrate' -l passphrase-file -r -F -d 'read the passphrase (first line) from this file'
 complete -c pw -n '__pw_vault_in passwd' -l new-passphrase-fd -x -d 'read the new passphrase (one line) from this inherited fd'
 complete -c pw -n '__pw_vault_in passwd' -l new-passphrase-file -r -F -d 'read the new passphrase (first line) from this file'
 complete -c pw -n '__pw_vault_in init passwd' -l kdf-ops -x -d 'Argon2id passes (default 3)'
