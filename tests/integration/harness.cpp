@@ -117,8 +117,13 @@ std::vector<pid_t> pids_with(const std::string& needle) {
     char* end;
     long pid = std::strtol(e->d_name, &end, 10);
     if (*end || pid <= 0) continue;
-    std::ifstream f(std::string("/proc/") + e->d_name + "/cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(f)), {});
+    std::string cmd;
+    try {
+      std::ifstream f(std::string("/proc/") + e->d_name + "/cmdline");
+      cmd.assign(std::istreambuf_iterator<char>(f), {});
+    } catch (const std::exception&) {
+      continue;  // it exited while we read it (the read fails with ESRCH): not running
+    }
     for (char& c : cmd) {
       if (c == '\0') c = ' ';
     }

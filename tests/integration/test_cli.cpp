@@ -101,6 +101,32 @@ TEST_CASE("pw edit: a valid edit replaces the profile atomically and keeps its m
   CHECK_FALSE(fs::exists(never.string() + ".args"));
 }
 
+TEST_CASE("pw edit: without VISUAL or EDITOR, `editor` from PATH, else vi", "[cli]") {
+  auto& w = World::get();
+  w.write_profile("edit-fallback", valid_profile(w));
+  fs::path bin = w.home / "fallback-bin";
+  fs::create_directories(bin);
+  auto fake = [&](const std::string& name) {
+    it::write_file(bin / name,
+                   "#!/bin/sh\n/bin/echo \"# by " + name + "\" >> \"$1\"\n", 0755);
+  };
+  std::vector<std::string> env;
+  for (const auto& kv : env_with(w, {})) {
+    if (kv.rfind("PATH=", 0) != 0) env.push_back(kv);
+  }
+  env.push_back("PATH=" + bin.string());  // nothing else: no system editor or vi in reach
+
+  fake("vi");
+  auto r = it::run({PW_BIN, "edit", "edit-fallback"}, env);
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(it::read_file(profile_file(w, "edit-fallback")).find("# by vi\n") != std::string::npos);
+  fake("editor");
+  r = it::run({PW_BIN, "edit", "edit-fallback"}, env);
+  CHECK(r.rc == 0);
+  CHECK(it::read_file(profile_file(w, "edit-fallback")).find("# by editor\n") != std::string::npos);
+}
+
 TEST_CASE("pw edit: an edit that does not load keeps the old profile and says where", "[cli]") {
   auto& w = World::get();
   const std::string before = valid_profile(w);
