@@ -10,6 +10,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
@@ -98,6 +101,49 @@ fusevault::KdfParams kdf_params(const KdfChoice& k) {
                 " passes, " + std::to_string(floor.memlimit >> 20) + " MiB)");
   }
   return p;
+}
+
+// Key derivation takes about a second by design: say so, and on a terminal count the time
+// while it runs. Quiet mode prints nothing.
+class KdfProgress {
+ public:
+  explicit KdfProgress(const std::string& what) : what_(what) {
+    if (out::level() == out::Level::Quiet) return;
+    if (!::isatty(2)) {
+      std::fprintf(stderr, "pw: %s...\n", what_.c_str());
+      return;
+    }
+    ticker_ = std::thread([this] {
+      auto start = std::chrono::steady_clock::now();
+      std::unique_lock l(mu_);
+      do {
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "\rpw: %s... %.1f s", what_.c_str(), s);
+      } while (!cv_.wait_for(l, std::chrono::milliseconds(100), [this] { return done_; }));
+      std::fprintf(stderr, "\n");
+    });
+  }
+  ~KdfProgress() {
+    if (!ticker_.joinable()) return;
+    {
+      std::lock_guard l(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    ticker_.join();
+  }
+
+ private:
+  std::string what_;
+  std::thread ticker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
+
+std::string kdf_words(const fusevault::KdfParams& k) {
+  return "deriving the key (Argon2id, " + std::to_string(k.opslimit) + " passes, " +
+         std::to_string(k.memlimit >> 20) + " MiB)";
 }
 
 fusevault::SecureBytes read_once(const PassSource& src, const std::string& prompt) {
@@ -194,6 +240,7 @@ int vault_init(const std::string& name, const PassSource& pass, const KdfChoice&
     created = true;
   }
   try {
+    KdfProgress progress(kdf_words(params));
     fusevault::Vault::create(v.cipherdir.string(), p, params);
   } catch (const std::exception& e) {
     if (created) fs::remove_all(v.cipherdir, ec);
@@ -220,6 +267,7 @@ int vault_passwd(const std::string& name, const PassSource& old_pass, const Pass
   std::optional<fusevault::KdfParams> params;
   if (kdf.ops || kdf.mem_mib) params = kdf_params(kdf);
   try {
+    KdfProgress progress(params ? kdf_words(*params) : "deriving the old and the new key (Argon2id)");
     fusevault::Vault::change_passphrase(v.cipherdir.string(), oldp, newp, params ? &*params : nullptr);
   } catch (const fusevault::WrongPassphrase&) {
     throw Error("wrong passphrase for the vault at " + v.cipherdir.string() + "; nothing changed");

@@ -308,3 +308,25 @@ TEST_CASE("colour only on a terminal, and never with NO_COLOR", "[cli]") {
   r = it::run({PW_BIN, "list"}, env_with(w, {"TERM=xterm"}));
   CHECK(r.out.find(kEsc) == std::string::npos);
 }
+
+TEST_CASE("key derivation says what it is doing, unless quiet", "[cli]") {
+  auto& w = World::get();
+  for (const char* n : {"kdfp", "kdfq"}) {
+    auto r = w.pw({"new", n, "--dir", w.project.string(), "--shell", "/bin/sh"});
+    REQUIRE(r.rc == 0);
+  }
+  fs::path pass = w.home / "kdf-pass";
+  it::write_file(pass, "a passphrase\n", 0600);
+  auto r = w.pw({"vault", "init", "kdfp", "--passphrase-file", pass.string(), "--kdf-ops", "1", "--kdf-mem-mib", "8"});
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.err.find("pw: deriving the key (Argon2id, 1 passes, 8 MiB)...") != std::string::npos);
+  r = w.pw({"-q", "vault", "init", "kdfq", "--passphrase-file", pass.string(), "--kdf-ops", "1", "--kdf-mem-mib", "8"});
+  CHECK(r.rc == 0);
+  CHECK(r.err.empty());
+  // On a terminal the time counts up while Argon2id runs.
+  it::Pty t({PW_BIN, "vault", "passwd", "kdfp", "--passphrase-file", pass.string(), "--new-passphrase-file",
+             pass.string(), "--kdf-ops", "1", "--kdf-mem-mib", "8"}, w.env);
+  CHECK(t.expect("deriving the key (Argon2id, 1 passes, 8 MiB)... 0.0 s"));
+  CHECK(t.wait() == 0);
+}
