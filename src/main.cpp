@@ -88,8 +88,7 @@ int cmd_explain(const std::string& name, const std::string& path) {
     bool from_profile = false;
     for (const auto& [n, v] : spec.env) from_profile |= n == k;
     // Values of [env] may be secrets: show names only.
-    if (from_profile || k.rfind("PW_", 0) == 0 || k == "CLAUDE_CONFIG_DIR" || k == "CODEX_HOME" ||
-        spec.clean_env) {
+    if (from_profile || k.rfind("PW_", 0) == 0 || agent_state_var(k) || spec.clean_env) {
       std::printf("  %s\n", from_profile ? (k + "=<from [env]>").c_str() : kv.c_str());
     }
   }

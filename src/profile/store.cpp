@@ -148,7 +148,7 @@ std::string render_profile(const ProfileSpec& s) {
                            {"pid", s.pid},
                            {"ipc", s.ipc}});
   if (s.posture == Posture::Agent) {
-    toml::table agent{{"home", s.home}};
+    toml::table agent{{"home", s.home}, {"xdg", s.xdg}};
     if (s.state_dir) agent.insert("state_dir", *s.state_dir);
     emit_section(out, "agent", std::move(agent));
   }

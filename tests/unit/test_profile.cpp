@@ -140,6 +140,7 @@ TEST_CASE("profile: defaults of a minimal agent profile", "[profile]") {
   CHECK(s.net == NetMode::None);
   CHECK(s.home == "tmpfs");
   CHECK_FALSE(s.state_dir);
+  CHECK_FALSE(s.xdg);
   CHECK(s.seccomp == SeccompMode::Default);
 }
 
@@ -391,6 +392,10 @@ TEST_CASE("profile: project-relative entries", "[profile]") {
         "p.toml:5:8: agent.home: expected \"tmpfs\" or a dir inside the project; '../home' must "
         "be relative to the project dir (no leading '/' or '~', no '..')");
   CHECK(w.parse(w.doc("[agent]\nhome = \"tmpfs/\"\n", "agent")).home == "./tmpfs");
+  CHECK(w.error(w.doc("[agent]\nxdg = true\n", "agent")) ==
+        "p.toml:5:7: agent.xdg: needs agent.state_dir: the XDG base dirs are made inside it");
+  CHECK(w.parse(w.doc("[agent]\nstate_dir = \".oc\"\nxdg = true\n", "agent")).xdg);
+  CHECK_FALSE(w.parse(w.doc("[agent]\nxdg = false\n", "agent")).xdg);
   CHECK(w.parse(w.doc("[agent]\nhome = \"tmpfs\"\n", "agent")).home == "tmpfs");
 }
 
@@ -498,7 +503,9 @@ Z = "last \"quoted\" \\ value"
 A = "first"
 M = "$HOME"
 )";
-    if (posture == "agent") extra += "\n[agent]\nstate_dir = \".claude-okb\"\nhome = \"tmpfs/\"\n";
+    if (posture == "agent") {
+      extra += "\n[agent]\nstate_dir = \".claude-okb\"\nhome = \"tmpfs/\"\nxdg = true\n";
+    }
     const ProfileSpec s = w.parse(w.doc(extra, posture));
     const std::string text = render_profile(s);
     INFO(text);
