@@ -153,8 +153,8 @@ int main(int argc, char** argv) {
     c_new->add_option("name", nopts.name, "profile name")->required();
     c_new->add_option("--dir", nopts.dir, "the project directory")->required();
     c_new->add_option("--shell", nopts.shell, "shell for interactive sessions");
-    c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm")
-        ->check(CLI::IsMember({"claude", "codex", "generic"}));
+    c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm (default: generic)")
+        ->check(CLI::IsMember(agent_presets()));
 
     app.add_subcommand("list", "list profiles");
     auto* c_show = app.add_subcommand("show", "print the resolved profile");

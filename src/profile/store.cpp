@@ -177,6 +177,12 @@ std::string render_profile(const ProfileSpec& s) {
   return out.str();
 }
 
+const std::vector<std::string>& agent_presets() {
+  // Each has its template profiles/agent-NAME.toml.
+  static const std::vector<std::string> presets = {"aider", "claude", "codex", "generic", "opencode"};
+  return presets;
+}
+
 fs::path template_dir() {
   if (const char* e = std::getenv("PW_TEMPLATE_DIR"); e && *e) return e;
   for (const char* d : {PW_TEMPLATE_DIR, PW_SOURCE_TEMPLATE_DIR}) {
@@ -281,9 +287,13 @@ std::vector<fs::path> create_profiles(const NewProfileOptions& opts) {
                 "' is not a valid profile name (letters, digits, '.', '_' and '-', starting "
                 "with a letter or digit)");
   }
-  const std::vector<std::string> presets = {"claude", "codex", "generic"};
+  const std::vector<std::string>& presets = agent_presets();
   if (std::find(presets.begin(), presets.end(), opts.agent) == presets.end()) {
-    throw Error("unknown agent preset '" + opts.agent + "' (expected claude, codex or generic)" +
+    std::string expected;
+    for (std::size_t i = 0; i < presets.size(); ++i) {
+      expected += (i == 0 ? "" : i + 1 == presets.size() ? " or " : ", ") + presets[i];
+    }
+    throw Error("unknown agent preset '" + opts.agent + "' (expected " + expected + ")" +
                 profile_detail::did_you_mean(opts.agent, presets));
   }
   if (opts.dir.empty()) throw Error("pw new needs --dir: the project directory");
