@@ -13,6 +13,9 @@ pkgs=(
   util-linux passwd procps
   openssh-client openssl curl
 )
+# The integration test of the real agent clients installs them with npm (and skips when the
+# npm registry is unreachable). A Node.js that brings its own npm (NodeSource's) is kept.
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)
 fi
