@@ -17,6 +17,9 @@ pkgs=(
   dpkg-dev file binutils           # package: cpack's dpkg-shlibdeps and file; objdump
   clang libclang-rt-14-dev         # the fuzz build (tests/fuzz): clang and its libFuzzer runtime
 )
+# The integration test of the real agent clients installs them with npm (and skips when the
+# npm registry is unreachable). A Node.js that brings its own npm (NodeSource's) is kept.
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [ "${PW_WITH_BENCH:-0}" = 1 ]; then
   pkgs+=(bubblewrap firejail gocryptfs hyperfine fio)
 fi

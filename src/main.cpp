@@ -102,8 +102,7 @@ int cmd_explain(const std::string& name, const std::string& path) {
     bool from_profile = false;
     for (const auto& [n, v] : spec.env) from_profile |= n == k;
     // Values of [env] may be secrets: show names only.
-    if (from_profile || k.rfind("PW_", 0) == 0 || k == "CLAUDE_CONFIG_DIR" || k == "CODEX_HOME" ||
-        spec.clean_env) {
+    if (from_profile || k.rfind("PW_", 0) == 0 || agent_state_var(k) || spec.clean_env) {
       std::printf("  %s\n", from_profile ? (k + "=<from [env]>").c_str() : kv.c_str());
     }
   }
@@ -174,8 +173,8 @@ int main(int argc, char** argv) {
     c_new->add_option("name", nopts.name, "profile name")->required();
     c_new->add_option("--dir", nopts.dir, "the project directory")->required();
     c_new->add_option("--shell", nopts.shell, "shell for interactive sessions");
-    c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm")
-        ->check(CLI::IsMember({"claude", "codex", "generic"}));
+    c_new->add_option("--agent", nopts.agent, "agent preset for NAME-llm (default: generic)")
+        ->check(CLI::IsMember(agent_presets()));
 
     auto* c_import = app.add_subcommand("import-pwrap", "convert pwrap projects (DIR/NAME/project.toml) into pw profiles");
     std::string import_dir;

@@ -16,6 +16,24 @@ const std::vector<std::string>& agent_state_vars() {
   return vars;
 }
 
+const std::vector<std::pair<std::string, std::string>>& agent_xdg_vars() {
+  // Tools that follow the XDG base dir spec (opencode keeps config, sessions, logs and
+  // caches there) find all four inside the state dir, one subdir each.
+  static const std::vector<std::pair<std::string, std::string>> vars = {
+      {"XDG_CONFIG_HOME", "config"},
+      {"XDG_DATA_HOME", "data"},
+      {"XDG_STATE_HOME", "state"},
+      {"XDG_CACHE_HOME", "cache"}};
+  return vars;
+}
+
+bool agent_state_var(const std::string& name) {
+  const auto& s = agent_state_vars();
+  const auto& x = agent_xdg_vars();
+  return std::find(s.begin(), s.end(), name) != s.end() ||
+         std::find_if(x.begin(), x.end(), [&](const auto& v) { return v.first == name; }) != x.end();
+}
+
 std::vector<std::string> plan_env(const ProfileSpec& spec, const EnvContext& ctx) {
   std::map<std::string, std::string> env;
   for (const auto& kv : ctx.host_env) {
@@ -41,6 +59,9 @@ std::vector<std::string> plan_env(const ProfileSpec& spec, const EnvContext& ctx
   if (spec.state_dir) {
     std::string dir = (spec.dir / *spec.state_dir).lexically_normal().string();
     for (const auto& v : agent_state_vars()) env[v] = dir;
+    if (spec.xdg) {
+      for (const auto& [v, sub] : agent_xdg_vars()) env[v] = dir + "/" + sub;
+    }
   }
   for (const auto& [k, v] : spec.env) env[k] = v;
 

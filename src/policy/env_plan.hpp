@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "profile/spec.hpp"
@@ -20,6 +21,13 @@ const std::vector<std::string>& clean_env_keep();
 
 // Variables pointing agents' state at `state_dir` (CLAUDE_CONFIG_DIR, CODEX_HOME, ...).
 const std::vector<std::string>& agent_state_vars();
+
+// With [agent] xdg = true: XDG_CONFIG_HOME, XDG_DATA_HOME, XDG_STATE_HOME, XDG_CACHE_HOME and
+// the subdir of `state_dir` each one points at.
+const std::vector<std::pair<std::string, std::string>>& agent_xdg_vars();
+
+// True if pw sets NAME to a path in the agent's state dir (either list above).
+bool agent_state_var(const std::string& name);
 
 // "NAME=value" entries, sorted by name, each name once.
 std::vector<std::string> plan_env(const ProfileSpec& spec, const EnvContext& ctx);

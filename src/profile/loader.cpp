@@ -29,7 +29,7 @@ const std::map<std::string, std::vector<std::string>> kKeys = {
     {"sandbox",
      {"enabled", "clean_env", "blacklist", "whitelist", "writable", "mask", "readonly", "devices",
       "pid", "ipc"}},
-    {"agent", {"state_dir", "home"}},
+    {"agent", {"state_dir", "home", "xdg"}},
     {"network", {"mode", "allow", "allow_private"}},
     {"ssh_agent", {"mode", "keys"}},
     {"vault", {"cipherdir", "mountpoint", "unlock"}},
@@ -462,6 +462,13 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
         }
         // A project dir literally named tmpfs stays distinct from the keyword.
         spec.home = *rel == "tmpfs" ? "./tmpfs" : *rel;
+      }
+    }
+    if (auto v = r.get_bool(agent, "agent", "xdg")) {
+      spec.xdg = *v;
+      if (spec.xdg && !spec.state_dir) {
+        r.fail(r.where("agent.xdg"), "agent.xdg",
+               "needs agent.state_dir: the XDG base dirs are made inside it");
       }
     }
   }

@@ -63,8 +63,11 @@ struct NewProfileOptions {
   std::filesystem::path dir;
   std::string shell;              // both profiles; empty: human gets $SHELL if executable
                                   // (else /bin/bash), agent gets /bin/bash
-  std::string agent = "generic";  // template preset: claude, codex or generic
+  std::string agent = "generic";  // template preset: one of agent_presets()
 };
+
+// The agent presets of `pw new --agent`, sorted: aider, claude, codex, generic, opencode.
+const std::vector<std::string>& agent_presets();
 
 // Writes config_dir()/NAME/profile.toml (human) and config_dir()/NAME-llm/profile.toml
 // (agent) from the templates; refuses (writing nothing) if either profile dir exists.

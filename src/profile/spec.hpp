@@ -67,6 +67,7 @@ struct ProfileSpec {
   // [agent]
   std::optional<std::string> state_dir;  // relative to the project dir
   std::string home = "tmpfs";            // "tmpfs" or a dir relative to the project dir
+  bool xdg = false;                      // XDG base dirs point into state_dir too
 
   // [network]
   NetMode net = NetMode::None;

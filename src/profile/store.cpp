@@ -151,7 +151,7 @@ std::string render_profile(const ProfileSpec& s) {
                            {"pid", s.pid},
                            {"ipc", s.ipc}});
   if (s.posture == Posture::Agent) {
-    toml::table agent{{"home", s.home}};
+    toml::table agent{{"home", s.home}, {"xdg", s.xdg}};
     if (s.state_dir) agent.insert("state_dir", *s.state_dir);
     emit_section(out, "agent", std::move(agent));
   }
@@ -178,6 +178,12 @@ std::string render_profile(const ProfileSpec& s) {
     out << toml::toml_formatter{toml::table{{k, v}}, kFlags} << '\n';
   }
   return out.str();
+}
+
+const std::vector<std::string>& agent_presets() {
+  // Each has its template profiles/agent-NAME.toml.
+  static const std::vector<std::string> presets = {"aider", "claude", "codex", "generic", "opencode"};
+  return presets;
 }
 
 fs::path template_dir() {
@@ -297,9 +303,13 @@ std::vector<fs::path> create_profiles(const NewProfileOptions& opts) {
                 "' is not a valid profile name (letters, digits, '.', '_' and '-', starting "
                 "with a letter or digit)");
   }
-  const std::vector<std::string> presets = {"claude", "codex", "generic"};
+  const std::vector<std::string>& presets = agent_presets();
   if (std::find(presets.begin(), presets.end(), opts.agent) == presets.end()) {
-    throw Error("unknown agent preset '" + opts.agent + "' (expected claude, codex or generic)" +
+    std::string expected;
+    for (std::size_t i = 0; i < presets.size(); ++i) {
+      expected += (i == 0 ? "" : i + 1 == presets.size() ? " or " : ", ") + presets[i];
+    }
+    throw Error("unknown agent preset '" + opts.agent + "' (expected " + expected + ")" +
                 profile_detail::did_you_mean(opts.agent, presets));
   }
   if (opts.dir.empty()) throw Error("pw new needs --dir: the project directory");

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <regex>
 
@@ -32,15 +33,23 @@ Summary summary(const std::string& out) {
 
 TEST_CASE("pw check passes on every template, in both postures", "[check]") {
   auto& w = World::get();
-  for (const char* agent : {"generic", "claude", "codex"}) {
-    std::string name = std::string("chk-") + agent;
+  // Every agent template in profiles/, so a new one is checked without touching this test.
+  std::vector<std::string> agents;
+  for (const auto& e : fs::directory_iterator(PW_TEMPLATES)) {
+    const std::string f = e.path().filename().string();
+    if (f.starts_with("agent-") && f.ends_with(".toml")) agents.push_back(f.substr(6, f.size() - 11));
+  }
+  std::sort(agents.begin(), agents.end());
+  REQUIRE(agents == std::vector<std::string>{"aider", "claude", "codex", "generic", "opencode"});
+  for (const std::string& agent : agents) {
+    std::string name = "chk-" + agent;
     if (!fs::exists(w.config / "pw" / name)) {
       auto r = w.pw({"new", name, "--dir", w.project.string(), "--shell", "/bin/sh", "--agent", agent});
       INFO(r.err);
       REQUIRE(r.rc == 0);
     }
     for (const std::string& p : {name + "-llm", name}) {
-      if (p == name && std::string(agent) != "generic") continue;  // one human template
+      if (p == name && agent != "generic") continue;  // one human template
       INFO(p);
       auto r = w.pw({"check", p}, "", 120);
       INFO(r.out << r.err);

@@ -299,6 +299,23 @@ TEST_CASE("environment plan", "[env]") {
   CHECK(m["CODEX_HOME"] == "/home/u/projects/proj/.claude-proj");
   CHECK(m["HOME"] == "/home/u");
   CHECK(m["SHELL"] == "/bin/sh");
+  CHECK_FALSE(m.count("XDG_CONFIG_HOME"));  // only with [agent] xdg = true
+
+  // xdg = true: the four base dirs, each its own subdir of the state dir; [env] still wins.
+  s.xdg = true;
+  s.env.emplace_back("XDG_CACHE_HOME", "/var/tmp/cache");
+  m.clear();
+  for (const auto& kv : plan_env(s, c)) m[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
+  CHECK(m["XDG_CONFIG_HOME"] == "/home/u/projects/proj/.claude-proj/config");
+  CHECK(m["XDG_DATA_HOME"] == "/home/u/projects/proj/.claude-proj/data");
+  CHECK(m["XDG_STATE_HOME"] == "/home/u/projects/proj/.claude-proj/state");
+  CHECK(m["XDG_CACHE_HOME"] == "/var/tmp/cache");
+  CHECK(m["CLAUDE_CONFIG_DIR"] == "/home/u/projects/proj/.claude-proj");
+  CHECK(agent_state_var("XDG_DATA_HOME"));
+  CHECK(agent_state_var("CODEX_HOME"));
+  CHECK_FALSE(agent_state_var("XDG_RUNTIME_DIR"));
+  s.env.pop_back();
+  s.xdg = false;
 
   s.clean_env = false;
   auto kept = plan_env(s, c);

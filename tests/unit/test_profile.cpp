@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 
@@ -140,6 +141,7 @@ TEST_CASE("profile: defaults of a minimal agent profile", "[profile]") {
   CHECK(s.net == NetMode::None);
   CHECK(s.home == "tmpfs");
   CHECK_FALSE(s.state_dir);
+  CHECK_FALSE(s.xdg);
   CHECK(s.seccomp == SeccompMode::Default);
 }
 
@@ -439,6 +441,10 @@ TEST_CASE("profile: project-relative entries", "[profile]") {
         "p.toml:5:8: agent.home: expected \"tmpfs\" or a dir inside the project; '../home' must "
         "be relative to the project dir (no leading '/' or '~', no '..')");
   CHECK(w.parse(w.doc("[agent]\nhome = \"tmpfs/\"\n", "agent")).home == "./tmpfs");
+  CHECK(w.error(w.doc("[agent]\nxdg = true\n", "agent")) ==
+        "p.toml:5:7: agent.xdg: needs agent.state_dir: the XDG base dirs are made inside it");
+  CHECK(w.parse(w.doc("[agent]\nstate_dir = \".oc\"\nxdg = true\n", "agent")).xdg);
+  CHECK_FALSE(w.parse(w.doc("[agent]\nxdg = false\n", "agent")).xdg);
   CHECK(w.parse(w.doc("[agent]\nhome = \"tmpfs\"\n", "agent")).home == "tmpfs");
 }
 
@@ -546,7 +552,9 @@ Z = "last \"quoted\" \\ value"
 A = "first"
 M = "$HOME"
 )";
-    if (posture == "agent") extra += "\n[agent]\nstate_dir = \".claude-okb\"\nhome = \"tmpfs/\"\n";
+    if (posture == "agent") {
+      extra += "\n[agent]\nstate_dir = \".claude-okb\"\nhome = \"tmpfs/\"\nxdg = true\n";
+    }
     const ProfileSpec s = w.parse(w.doc(extra, posture));
     const std::string text = render_profile(s);
     INFO(text);
@@ -686,8 +694,10 @@ TEST_CASE("profile: pw new writes both postures from the templates", "[profile]"
   }
   const std::string human = read_file(files[0]);
   const std::string agent = read_file(files[1]);
-  CHECK(human.find('@') == std::string::npos);
-  CHECK(agent.find('@') == std::string::npos);
+  // No placeholder is left ("@anthropic-ai/..." in a whitelist is an npm scope, not one).
+  const std::regex placeholder("@[A-Z_]+@");
+  CHECK_FALSE(std::regex_search(human, placeholder));
+  CHECK_FALSE(std::regex_search(agent, placeholder));
   CHECK(human.find("dir = \"~/projects/okb\"") != std::string::npos);
   CHECK(human.find("shell = \"/bin/sh\"") != std::string::npos);
   CHECK(human.find("\"~/projects\",") != std::string::npos);  // sibling projects hidden
@@ -713,13 +723,16 @@ TEST_CASE("profile: pw new writes both postures from the templates", "[profile]"
   CHECK(a.allow == std::vector<std::string>{"api.anthropic.com", "statsig.anthropic.com", "sentry.io"});
   CHECK_FALSE(a.allow_private);
   CHECK(a.ssh_agent == SshAgentMode::None);
-  CHECK(a.warnings.empty());
+  CHECK(a.warnings.size() == 2);  // the whitelisted install paths do not exist here
   CHECK(a.home == "tmpfs");
   CHECK(a.state_dir == ".claude-okb");
   CHECK(a.seccomp == SeccompMode::Default);
   REQUIRE_FALSE(a.blacklist.empty());
   CHECK(a.blacklist[0].path == w.home);
-  CHECK(a.whitelist.empty());
+  // Claude Code where the README installs it; nothing else of the home.
+  REQUIRE(a.whitelist.size() == 2);
+  CHECK(a.whitelist[0].path == w.home / ".local/bin/claude");
+  CHECK(a.whitelist[1].path == w.home / ".local/lib/node_modules/@anthropic-ai/claude-code");
   CHECK(a.writable.empty());
 
   // A second `pw new` changes nothing, whichever of the two exists.
@@ -748,6 +761,41 @@ TEST_CASE("profile: pw new presets, options and refusals", "[profile]") {
   CHECK(load_profile("c-llm").net == NetMode::Allowlist);
   CHECK(load_profile("c-llm").allow == std::vector<std::string>{"api.openai.com", "chatgpt.com"});
   CHECK(load_profile("g-llm").net == NetMode::None);
+  CHECK_FALSE(load_profile("c-llm").xdg);
+
+  // aider: its home is a dir in the project (it keeps ~/.aider), its options come from
+  // AIDER_* variables, and its install dirs are whitelisted.
+  create_profiles({"ai", w.proj, "", "aider"});
+  const ProfileSpec ai = load_profile("ai-llm");
+  CHECK(ai.state_dir == ".aider-ai");
+  CHECK(ai.home == ".aider-ai/home");
+  CHECK_FALSE(ai.xdg);
+  CHECK(ai.net == NetMode::Allowlist);
+  CHECK(ai.allow == std::vector<std::string>{"api.openai.com", "api.anthropic.com"});
+  CHECK(ai.env == std::vector<std::pair<std::string, std::string>>{{"AIDER_CHECK_UPDATE", "false"},
+                                                                   {"AIDER_ANALYTICS", "false"}});
+  REQUIRE_FALSE(ai.whitelist.empty());
+  CHECK(ai.whitelist[0].path == w.home / ".local/bin/aider");
+  CHECK(ai.warnings.size() == ai.whitelist.size());  // none installed here: each one warned
+
+  // opencode: XDG base dirs in its state dir.
+  create_profiles({"oc", w.proj, "", "opencode"});
+  const ProfileSpec oc = load_profile("oc-llm");
+  CHECK(oc.state_dir == ".opencode-oc");
+  CHECK(oc.xdg);
+  CHECK(oc.home == "tmpfs");
+  CHECK(oc.allow ==
+        std::vector<std::string>{"api.anthropic.com", "api.openai.com", "opencode.ai", "models.dev"});
+  REQUIRE_FALSE(oc.whitelist.empty());
+  CHECK(oc.whitelist[0].path == w.home / ".local/bin/opencode");
+  CHECK(load_profile("oc").posture == Posture::Human);  // one human template for every preset
+  for (const auto& [name, preset] : std::vector<std::pair<std::string, std::string>>{
+           {"g", "generic"}, {"c", "codex"}, {"ai", "aider"}, {"oc", "opencode"}}) {
+    INFO(preset);
+    const std::string text = read_file(w.cfg / "pw" / (name + "-llm") / "profile.toml");
+    CHECK_FALSE(std::regex_search(text, std::regex("@[A-Z_]+@")));
+    CHECK(text.find("pw new " + name + " --agent " + preset) != std::string::npos);
+  }
 
   // A project directly under ~ has no sibling-projects entry.
   fs::create_directories(w.home / "top");
@@ -763,8 +811,10 @@ TEST_CASE("profile: pw new presets, options and refusals", "[profile]") {
   CHECK(load_profile("odd-llm").blacklist.at(1).path == w.tmp.path());
 
   CHECK_THROWS_WITH(create_profiles({"x", w.proj, "", "claud"}),
-                    "unknown agent preset 'claud' (expected claude, codex or generic); did you "
-                    "mean 'claude'?");
+                    "unknown agent preset 'claud' (expected aider, claude, codex, generic or "
+                    "opencode); did you mean 'claude'?");
+  CHECK_THROWS_WITH(create_profiles({"x", w.proj, "", "opencod"}),
+                    Catch::EndsWith("did you mean 'opencode'?"));
   CHECK_THROWS_WITH(create_profiles({"x", w.tmp.path() / "missing", "", "generic"}),
                     Catch::Contains("does not exist or is not a directory"));
   CHECK_THROWS_WITH(create_profiles({"x", w.proj, "sh", "generic"}),
@@ -789,8 +839,8 @@ TEST_CASE("profile: pw new presets, options and refusals", "[profile]") {
 TEST_CASE("profile: shipped templates are valid TOML before substitution", "[profile]") {
   World w;
   const fs::path dir = template_dir();
-  for (const char* t :
-       {"human.toml", "agent-generic.toml", "agent-claude.toml", "agent-codex.toml"}) {
+  for (const char* t : {"human.toml", "agent-generic.toml", "agent-claude.toml", "agent-codex.toml",
+                        "agent-aider.toml", "agent-opencode.toml"}) {
     INFO(t);
     const fs::path p = dir / t;
     REQUIRE(fs::exists(p));
