@@ -62,7 +62,7 @@ _pw()
             return
             ;;
         --agent)
-            COMPREPLY=($(compgen -W 'claude codex generic' -- "$cur"))
+            COMPREPLY=($(compgen -W 'claude codex opencode aider generic' -- "$cur"))
             return
             ;;
         --passphrase-file | --new-passphrase-file)

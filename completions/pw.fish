@@ -90,7 +90,7 @@ complete -c pw -n '__pw_after_dashdash' -a '(__pw_complete_after_dashdash)'
 # pw new NAME --dir DIR [--shell SHELL] [--agent PRESET]
 complete -c pw -n '__pw_in new' -l dir -x -a '(__fish_complete_directories)' -d 'the project directory'
 complete -c pw -n '__pw_in new' -l shell -x -a '(string match -r "^/.*" < /etc/shells)' -d 'shell for interactive sessions'
-complete -c pw -n '__pw_in new' -l agent -x -a 'claude codex generic' -d 'agent preset for NAME-llm'
+complete -c pw -n '__pw_in new' -l agent -x -a 'claude codex opencode aider generic' -d 'agent preset for NAME-llm'
 
 complete -c pw -n '__pw_in list' -l names -d 'profile names only, one per line'
 

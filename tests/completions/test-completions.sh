@@ -12,6 +12,11 @@ set -uo pipefail
 pw_bin=$(realpath "$1")
 comp_dir=$(realpath "$2")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+presets=()
+for t in "$here"/../../profiles/agent-*.toml; do
+  t=${t##*/agent-}
+  presets+=("${t%.toml}")
+done
 [ "$(basename "$pw_bin")" = pw ] || { echo "the binary must be named pw: $pw_bin" >&2; exit 2; }
 
 missing=()
@@ -149,7 +154,8 @@ for shell in bash zsh fish; do
   expect_exactly "$shell" "pw ok" okb okb-llm
   expect_exactly "$shell" "pw show okb-" okb-llm
   expect_exactly "$shell" "pw vault unlock o" okb okb-llm
-  expect_exactly "$shell" "pw new x --agent " claude codex generic
+  # The presets are the agent templates shipped in profiles/.
+  expect_exactly "$shell" "pw new x --agent " "${presets[@]}"
   expect_includes "$shell" "pw okb -" --
   expect_includes "$shell" "pw -" --verbose --quiet --help --version
   # Every option the CLI has, where the CLI has it.
