@@ -24,6 +24,7 @@
 #include <map>
 
 #include "cli/session.hpp"
+#include "net/log.hpp"
 #include "policy/env_plan.hpp"
 #include "policy/fsview.hpp"
 #include "policy/mount_plan.hpp"
@@ -428,6 +429,9 @@ std::vector<Check> Builder::build() {
   add("pw", "workspace lock file", {"read", (runtime_dir_path() / (spec_.name + ".lock")).string()}, "denied",
       "pw runtime dir (always hidden)");
   if (fs::exists(data_dir(), ec)) add("pw", "data dir", {"ls", data_dir().string()}, "denied", "pw data dir (always hidden)");
+  if (fs::path logs = net::log_path(spec_.name).parent_path().parent_path(); fs::exists(logs, ec)) {
+    add("pw", "network logs", {"ls", logs.string()}, "denied", "pw state dir (always hidden)");
+  }
   if (spec_.vault) {
     add("pw", "vault cipherdir", {"ls", spec_.vault->cipherdir.string()}, "denied", "vault cipherdirs are always hidden");
   }

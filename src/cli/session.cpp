@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include "cli/vault_cmd.hpp"
+#include "net/log.hpp"
 #include "net/process.hpp"
 #include "policy/env_plan.hpp"
 #include "profile/loader.hpp"
@@ -47,6 +48,8 @@ PlanContext plan_context(const ProfileSpec& spec, const HostFacts& host, bool fo
   ctx.runtime_dir = runtime_dir_path();
   ctx.workspace_dir = ctx.runtime_dir / (spec.name + ".ws");
   if (spec.vault) ctx.always_hidden.push_back(spec.vault->cipherdir);
+  // pw's state dir (every workspace's network log): none of any session's business.
+  ctx.always_hidden.push_back(net::log_path(spec.name).parent_path().parent_path());
   if (spec.posture == Posture::Human) {
     ctx.control_socket = ctx.runtime_dir / (spec.name + ".sock");
     std::error_code ec;

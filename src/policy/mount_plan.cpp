@@ -186,7 +186,7 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   add(ctx.config_dir, Access::Forced, "pw config dir (never visible in a session)");
   add(ctx.runtime_dir, Access::Forced, "pw runtime dir (never visible in a session)");
   if (!ctx.data_dir.empty()) add(ctx.data_dir, Access::Forced, "pw data dir (vaults; never visible in a session)");
-  for (const auto& p : ctx.always_hidden) add(p, Access::Forced, "vault cipherdir");
+  for (const auto& p : ctx.always_hidden) add(p, Access::Forced, "pw-owned (a vault cipherdir or pw's state dir)");
   if (spec.posture == Posture::Human) {
     if (spec.vault && !ctx.vault_source.empty()) {
       add(spec.vault->mountpoint, Access::Staging,

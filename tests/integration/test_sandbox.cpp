@@ -377,3 +377,18 @@ TEST_CASE("the user's terminal has a name inside, and only it comes in", "[sandb
   auto r = w.pw({"demo", "--", "/bin/sh", "-c", "tty; test -e /dev/console && echo console"});
   CHECK(r.out == "not a tty\n");
 }
+
+TEST_CASE("pw's state dir (every workspace's network log) is hidden in both postures", "[sandbox]") {
+  auto& w = World::get();
+  fs::path log = w.home / ".local/state/pw/other-llm/net.log";
+  fs::create_directories(log.parent_path());
+  it::write_file(log, "2026-01-01T00:00:00Z allow \"secret-host.example\":443\n");
+  for (const char* p : kPostures) {
+    INFO(p);
+    std::string r = w.probe(p, {"read", log.string()});
+    CHECK((r == "ENOENT" || r == "EACCES"));
+  }
+  // Control: the rest of ~/.local stays visible to the human posture (home whitelisted).
+  it::write_file(w.home / ".local/state/other-tool.txt", "visible\n");
+  CHECK(w.probe("demo", {"read", (w.home / ".local/state/other-tool.txt").string()}) == "OK");
+}
