@@ -119,6 +119,17 @@ if [ -n "$root" ]; then
     fail "unpacked pw new did not use the unpacked templates: $out"
   out=$(env -i PATH=/usr/bin:/bin HOME="$tmp/home" "$root/usr/bin/pw" show demo-llm 2>&1) ||
     fail "unpacked pw show demo-llm: $out"
+  # The installed pw passes its own health check (as the user who will run it: the test
+  # user when this runs as root), with the profiles it just wrote.
+  as_user=()
+  if [ "$(id -u)" = 0 ] && id "${PW_TEST_USER:-pwtest}" >/dev/null 2>&1; then
+    chown -R "${PW_TEST_USER:-pwtest}" "$tmp/home"
+    chmod 755 "$tmp"
+    as_user=(runuser -u "${PW_TEST_USER:-pwtest}" --)
+  fi
+  out=$("${as_user[@]}" env -i PATH=/usr/bin:/bin HOME="$tmp/home" "$root/usr/bin/pw" doctor 2>&1) ||
+    fail "unpacked pw doctor: $out"
+  grep -q '^pw can work here' <<<"$out" || fail "unpacked pw doctor: $out"
   for page in man1/pw.1.gz man5/pw-profile.5.gz; do
     MANWIDTH=80 MANPAGER=cat man -l "$root/usr/share/man/$page" >/dev/null 2>"$tmp/man.err" &&
       [ ! -s "$tmp/man.err" ] || fail "man -l $page: $(cat "$tmp/man.err")"
