@@ -242,7 +242,11 @@ std::optional<TextIssue> check_toml_text(std::string_view text) {
   auto starts = [&](std::size_t i, std::string_view what) { return text.substr(i).starts_with(what); };
   auto non_ascii = [](char32_t cp) { return "character " + code_point_name(cp); };
   bool token_start = true;  // in Normal: only blanks since the line or a '=[{,.' began
+  // In Normal: inside a bare value (a number, boolean, date or an invalid token): toml++
+  // scans it up to a value terminator, classifying every character, '=' and quotes included.
+  bool bare_value = false;
   auto end_of_line = [&] {
+    bare_value = false;
     if (nesting.empty()) ctx = Ctx::Key;
     token_start = true;
   };
@@ -255,12 +259,28 @@ std::optional<TextIssue> check_toml_text(std::string_view text) {
     const bool ascii = cp < 0x80;
     const bool blank = cp == ' ' || cp == '\t' || cp == '\r' || cp == '\n';
     std::size_t next = i + len;
+    // TOML allows no control character anywhere but tab (and line breaks between lines).
+    if ((cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || cp == 0x7f) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
+      return issue(std::string("control character ") + buf + " (TOML allows none but tab)");
+    }
     if (!ascii && string_is_key && st != State::Normal && st != State::Comment) {
       return issue(non_ascii(cp) + " in a quoted key (pw's keys are ASCII)");
     }
     switch (st) {
       case State::Normal:
         if (!ascii) return issue(non_ascii(cp) + " outside a string or comment (TOML allows non-ASCII text only there)");
+        if (bare_value) {
+          if (!(blank || cp == ',' || cp == ']' || cp == '}' || cp == '#')) break;
+          bare_value = false;
+        }
+        if (ctx == Ctx::Value && token_start && !blank && cp != '"' && cp != '\'' && cp != '[' &&
+            cp != '{' && cp != '#' && cp != '=' && cp != ',' && cp != ']' && cp != '}') {
+          bare_value = true;
+          token_start = false;
+          break;
+        }
         if (cp == ' ' || cp == '\t' || cp == '\r') break;
         if (cp == '\n') {
           end_of_line();

@@ -891,3 +891,15 @@ TEST_CASE("profile: [vault] paths", "[profile][vault]") {
   CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"../up\"\n")).find("vault.mountpoint") !=
         std::string::npos);
 }
+
+TEST_CASE("profile: a bare value runs to its terminator, control characters are refused", "[profile]") {
+  World w;
+  // fuzz_profile's second find: toml++ scans an invalid bare value ("-cip...") through '=' and
+  // quotes, classifying a non-ASCII character that only looks like it sits in a string.
+  std::string e = w.error("a=-cip\"SHA\xd0\x87\"\n");
+  CHECK(e.find("U+0407 outside a string or comment") != std::string::npos);
+  // The same text as a real string value loads.
+  CHECK(w.error("[env]\nA = \"SHA\xd0\x87\"\n").find("U+0407") == std::string::npos);
+  CHECK(w.error(std::string("a = 1\x00", 6) + "\n").find("control character U+0000") != std::string::npos);
+  CHECK(w.error("a = \"x\x01y\"\n").find("control character U+0001") != std::string::npos);
+}
