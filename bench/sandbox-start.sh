@@ -7,7 +7,8 @@
 #            home, project rw, new pid/ipc/uts/net namespaces)
 #   firejail firejail --noprofile with a private home and no network
 #   unshare  bare `unshare -Urmpf true`: the floor for any namespace sandbox
-# Usage: bench/sandbox-start.sh PATH/TO/pw [RUNS]   (as an unprivileged user; needs
+# Usage: bench/sandbox-start.sh PATH/TO/pw [RUNS]   (as an unprivileged user; PW_BENCH_ROUNDS
+# (default 5) hyperfine calls share the RUNS; needs
 # hyperfine, bubblewrap and firejail: PW_WITH_BENCH=1 packaging/install-deps.sh)
 set -euo pipefail
 pw="$(realpath "${1:?usage: $0 PATH/TO/pw [RUNS]}")"
@@ -32,33 +33,41 @@ bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
   --bind $proj $proj --remount-ro / --chdir $proj /bin/true"
 firejail_cmd="firejail --quiet --noprofile --private --net=none --nosound /bin/true"
 
-json="$work/result.json"
-hyperfine --warmup 10 --runs "$runs" --export-json "$json" -N \
-  -n "pw cold" "$pw demo-llm -- /bin/true" \
-  -n "bwrap" "$bwrap_cmd" \
-  -n "firejail" "$firejail_cmd" \
-  -n "unshare" "unshare -Urmpf /bin/true" >/dev/null
-
-# The warm case: keep one session of the workspace open meanwhile.
-"$pw" demo-llm -- /bin/sleep 600 &
+# The warm case: a second workspace (same template, same dir) keeps a session open, so
+# both cases and every peer run in the same hyperfine call. A run is ROUNDS such calls of
+# RUNS/ROUNDS runs each, so that a slow spell of the machine hits every command alike; the
+# result is the median over all runs of each command.
+"$pw" new warm --dir "$proj" --shell /bin/sh >/dev/null
+"$pw" warm-llm -- /bin/sleep 3600 &
 warm_pid=$!
-sleep 1
-hyperfine --warmup 10 --runs "$runs" --export-json "$work/warm.json" -N \
-  -n "pw warm" "$pw demo-llm -- /bin/true" >/dev/null
+for _ in $(seq 50); do "$pw" ps 2>/dev/null | grep -q warm-llm && break; sleep 0.1; done
+"$pw" ps | grep -q warm-llm || { echo "$0: the warm workspace did not start" >&2; exit 1; }
+
+rounds="${PW_BENCH_ROUNDS:-5}"
+per=$(( (runs + rounds - 1) / rounds ))
+for r in $(seq "$rounds"); do
+  hyperfine --warmup 5 --runs "$per" --export-json "$work/round$r.json" -N \
+    -n "pw cold" "$pw demo-llm -- /bin/true" \
+    -n "pw warm" "$pw warm-llm -- /bin/true" \
+    -n "bwrap" "$bwrap_cmd" \
+    -n "firejail" "$firejail_cmd" \
+    -n "unshare" "unshare -Urmpf /bin/true" >/dev/null
+done
 kill $warm_pid
 
-python3 - "$json" "$work/warm.json" <<'PY'
-import json, sys, platform
-rows = {}
+python3 - "$work"/round*.json <<'PY'
+import json, sys, platform, statistics
+times = {}
 for f in sys.argv[1:]:
     for r in json.load(open(f))["results"]:
-        rows[r["command"]] = (r["mean"], r["stddev"], r["median"])
-bw = rows["bwrap"][2]
+        times.setdefault(r["command"], []).extend(r["times"])
+med = {k: statistics.median(v) for k, v in times.items()}
+bw = med["bwrap"]
 print(f"| command | median (ms) | mean ± sd (ms) | median / bwrap |")
 print(f"|---|---|---|---|")
 for name in ["pw cold", "pw warm", "bwrap", "firejail", "unshare"]:
-    mean, sd, med = rows[name]
-    print(f"| {name} | {med*1e3:.2f} | {mean*1e3:.2f} ± {sd*1e3:.2f} | {med/bw:.2f}× |")
+    t = times[name]
+    print(f"| {name} | {med[name]*1e3:.2f} | {statistics.mean(t)*1e3:.2f} ± {statistics.stdev(t)*1e3:.2f} | {med[name]/bw:.2f}× |")
 print()
-print(f"kernel {platform.release()}, {sys.argv[1].split('/')[-1] and ''}runs per command: see script")
+print(f"kernel {platform.release()}, {len(times['bwrap'])} runs per command in {len(sys.argv) - 1} rounds")
 PY

@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <string>
 
 #include "net/process.hpp"
+#include "util/output.hpp"
 #include "sandbox/landlock.hpp"
 #include "sandbox/netns.hpp"
 #include "sandbox/userns.hpp"
@@ -37,7 +39,7 @@ constexpr int kSetupFailed = 125;
 // A plain write, so a step line never sits in a stdio buffer that fork would duplicate.
 void step(const SessionSpec& spec, const std::string& what) {
   if (!spec.verbose) return;
-  const std::string line = "pw: session: " + what + "\n";
+  const std::string line = "pw: session: " + what + out::elapsed_suffix() + "\n";
   if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
   }
 }
@@ -58,17 +60,31 @@ void die_with_parent(int lifeline) {
   if (::poll(&p, 1, 0) > 0) _exit(kSetupFailed);
 }
 
-void drop_capabilities() {
+// The payload's process shares pid 1's memory until its exec (vfork), so from here on it
+// only makes system calls: no allocation, no exceptions, no stdio.
+[[noreturn]] void payload_fail(int errfd, const char* what, int err, int code = kSetupFailed) {
+  const char* why = ::strerrordesc_np(err);
+  if (why == nullptr) why = "unknown error";
+  struct iovec v[3] = {{const_cast<char*>(what), std::strlen(what)},
+                       {const_cast<char*>(why), std::strlen(why)},
+                       {const_cast<char*>("\n"), 1}};
+  if (::writev(errfd, v, 3) < 0) {
+  }
+  _exit(code);
+}
+
+// 0, or the errno of the call that failed.
+int drop_capabilities() noexcept {
   for (int cap = 0; cap <= 63; ++cap) {
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break;
   }
   ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {};
-  if (::syscall(SYS_capset, &hdr, data) != 0) throw SysError("drop capabilities");
+  return ::syscall(SYS_capset, &hdr, data) == 0 ? 0 : errno;
 }
 
-void reset_signals() {
+void reset_signals() noexcept {
   sigset_t all;
   sigemptyset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -78,28 +94,49 @@ void reset_signals() {
   }
 }
 
-[[noreturn]] void exec_payload(const SessionSpec& spec, int errfd) {
+// What the payload's process needs, made by pid 1 before the vfork.
+struct PayloadExec {
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::string step_line;  // empty unless --verbose
+  std::string cwd_error;  // "pw: cannot enter DIR: "
+  std::string run_error;  // "pw: cannot run CMD: "
+};
+
+PayloadExec prepare_payload(const SessionSpec& spec) {
+  PayloadExec p;
+  for (const auto& a : spec.argv) p.argv.push_back(const_cast<char*>(a.c_str()));
+  p.argv.push_back(nullptr);
+  for (const auto& e : spec.env) p.envp.push_back(const_cast<char*>(e.c_str()));
+  p.envp.push_back(nullptr);
+  if (spec.verbose) {
+    p.step_line = "pw: session: " +
+                  (spec.seccomp.insns.empty()
+                       ? "no seccomp filter (seccomp = \"off\"); exec " + spec.argv[0]
+                       : "seccomp filter (" + std::to_string(spec.seccomp.insns.size()) +
+                             " BPF instructions), then exec " + spec.argv[0]) +
+                  out::elapsed_suffix() + "\n";
+  }
+  p.cwd_error = "pw: cannot enter " + spec.cwd.string() + ": ";
+  p.run_error = "pw: cannot run " + spec.argv[0] + ": ";
+  return p;
+}
+
+// In the vforked payload process: become the plain user under the filter and exec.
+[[noreturn]] void exec_payload(const SessionSpec& spec, const PayloadExec& p, int errfd) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(kSetupFailed);
+  if (int err = drop_capabilities()) payload_fail(errfd, "pw: sandbox setup failed: drop capabilities: ", err);
   reset_signals();
   if (::chdir(spec.cwd.c_str()) != 0 && ::chdir(spec.fallback_cwd.c_str()) != 0) {
-    fail(errfd, "pw: cannot enter " + spec.cwd.string() + ": " + std::strerror(errno));
+    payload_fail(errfd, p.cwd_error.c_str(), errno);
   }
-  std::vector<char*> argv;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  // execvp() searches the PATH of the current environment: make it the session's.
-  environ = envp.data();
-  step(spec, spec.seccomp.insns.empty()
-                 ? "no seccomp filter (seccomp = \"off\"); exec " + spec.argv[0]
-                 : "seccomp filter (" + std::to_string(spec.seccomp.insns.size()) +
-                       " BPF instructions), then exec " + spec.argv[0]);
+  if (!p.step_line.empty() && ::write(STDERR_FILENO, p.step_line.data(), p.step_line.size()) < 0) {
+  }
   seccomp::load(spec.seccomp);
-  ::execvp(argv[0], argv.data());
-  int err = errno;
-  fail(errfd, "pw: cannot run " + spec.argv[0] + ": " + std::strerror(err),
-       err == ENOENT ? 127 : 126);
+  // execvp() searches the PATH of `environ`, which pid 1 made the session's.
+  ::execvp(p.argv[0], p.argv.data());
+  const int err = errno;
+  payload_fail(errfd, p.run_error.c_str(), err, err == ENOENT ? 127 : 126);
 }
 
 // pid 1 of the session's pid namespace. Builds the view, becomes the user, starts the
@@ -160,22 +197,18 @@ void reset_signals() {
   // Terminal signals reach the payload directly (same process group); init stays out of it.
   for (int s : {SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU}) ::signal(s, SIG_IGN);
 
-  pid_t main_pid = ::fork();
-  if (main_pid < 0) fail(errfd, std::string("pw: fork: ") + std::strerror(errno));
+  // vfork: no copy of pid 1's page tables, which on some hypervisors costs more than the
+  // whole rest of the exec; pid 1 waits until the payload has exec'd (or failed).
+  const PayloadExec payload = prepare_payload(spec);
+  environ = const_cast<char**>(payload.envp.data());
+  pid_t main_pid = ::vfork();
   if (main_pid == 0) {
     ::close(lifeline);
-    try {
-      die_with_parent(-1);
-      drop_capabilities();
-    } catch (const std::exception& e) {
-      fail(errfd, std::string("pw: sandbox setup failed: ") + e.what());
-    }
-    exec_payload(spec, errfd);
+    exec_payload(spec, payload, errfd);
   }
+  if (main_pid < 0) fail(errfd, std::string("pw: fork: ") + std::strerror(errno));
   ::close(errfd);
-  try {
-    drop_capabilities();
-  } catch (...) {
+  if (drop_capabilities() != 0) {
     ::kill(main_pid, SIGKILL);
     _exit(kSetupFailed);
   }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -10,6 +11,9 @@ namespace pw::out {
 namespace {
 
 Level g_level = Level::Normal;
+
+// Set during static initialisation, before main: close enough to the process's start.
+const auto g_start = std::chrono::steady_clock::now();
 
 bool decide_colour(std::FILE* stream) {
   const char* no = std::getenv("NO_COLOR");
@@ -71,9 +75,16 @@ void info(std::string_view line) {
   line_to(stdout, "", line);
 }
 
+std::string elapsed_suffix() {
+  const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - g_start;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, " (+%.1f ms)", ms.count());
+  return buf;
+}
+
 void step(std::string_view line) {
   if (g_level != Level::Verbose) return;
-  line_to(stderr, paint(stderr, Style::Cyan, "pw:") + " ", line);
+  line_to(stderr, paint(stderr, Style::Cyan, "pw:") + " ", std::string(line) + elapsed_suffix());
 }
 
 void warn(std::string_view text) {

@@ -27,8 +27,11 @@ std::string paint(std::FILE* stream, Style style, std::string_view text);
 
 // "what pw did" on stdout (e.g. "wrote FILE"); nothing with --quiet.
 void info(std::string_view line);
-// A setup step on stderr ("pw: " + line); only with --verbose.
+// A setup step on stderr ("pw: " + line + " (+T ms)", T the time since this pw process
+// started, forked children counting from their parent's start); only with --verbose.
 void step(std::string_view line);
+// " (+T ms)" for a step line: where the start-up time goes.
+std::string elapsed_suffix();
 // "pw: warning: " + text on stderr, whatever the level.
 void warn(std::string_view text);
 // "pw: " + text on stderr, whatever the level.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <spawn.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,32 +22,32 @@
 #include "workspace/runtime.hpp"
 #include "workspace/workspace.hpp"
 
+extern char** environ;
+
 namespace fs = std::filesystem;
 
 namespace pw {
 namespace {
 
-// Starts `pw __supervise` detached from us (double fork: it is nobody's child we must reap)
-// handing it the lock we hold; returns the read end of its readiness pipe.
+// Starts `pw __supervise` handing it the lock we hold; returns the read end of its readiness
+// pipe. posix_spawn (vfork semantics): no copy of our page tables, which costs more than the
+// exec itself on some hypervisors. The supervisor is our child until we exit; it outlives
+// us (it serves this very session), so there is nothing to reap. It leaves our session and
+// process group itself (setsid), so the terminal's signals are not its.
 Fd spawn_supervisor(const std::string& name, int lock_fd) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) throw SysError("pipe");
   Fd ready_r(ready[0]), ready_w(ready[1]);
-  pid_t mid = ::fork();
-  if (mid < 0) throw SysError("fork");
-  if (mid == 0) {
-    if (::fork() != 0) _exit(0);
-    // Only these two fds cross the exec.
-    int lfd = ::fcntl(lock_fd, F_DUPFD, 10);
-    int rfd = ::fcntl(ready_w.get(), F_DUPFD, 10);
-    std::string l = std::to_string(lfd), r = std::to_string(rfd);
-    const char* argv[] = {"pw", "__supervise", name.c_str(), l.c_str(), r.c_str(), nullptr};
-    ::execv("/proc/self/exe", const_cast<char* const*>(argv));
-    _exit(127);
+  // Only these two fds cross the exec: copies without close-on-exec.
+  Fd lfd(::fcntl(lock_fd, F_DUPFD, 10)), rfd(::fcntl(ready_w.get(), F_DUPFD, 10));
+  if (!lfd || !rfd) throw SysError("dup");
+  const std::string l = std::to_string(lfd.get()), r = std::to_string(rfd.get());
+  const char* argv[] = {"pw", "__supervise", name.c_str(), l.c_str(), r.c_str(), nullptr};
+  pid_t pid = 0;
+  if (int err = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, const_cast<char* const*>(argv), environ)) {
+    errno = err;
+    throw SysError("start the workspace supervisor");
   }
-  ready_w.reset();
-  int st;
-  ::waitpid(mid, &st, 0);
   return ready_r;
 }
 
