@@ -44,9 +44,13 @@ for _ in $(seq 50); do "$pw" ps 2>/dev/null | grep -q warm-llm && break; sleep 0
 "$pw" ps | grep -q warm-llm || { echo "$0: the warm workspace did not start" >&2; exit 1; }
 
 rounds="${PW_BENCH_ROUNDS:-5}"
+lock="/tmp/pw-$(id -u)/demo-llm.lock"
 per=$(( (runs + rounds - 1) / rounds ))
 for r in $(seq "$rounds"); do
+  # Cold means cold: before each run, wait until the last run's supervisor has exited
+  # (it does so just after its last session; a run that came sooner would join it).
   hyperfine --warmup 5 --runs "$per" --export-json "$work/round$r.json" -N \
+    --prepare "flock -w 5 $lock true" \
     -n "pw cold" "$pw demo-llm -- /bin/true" \
     -n "pw warm" "$pw warm-llm -- /bin/true" \
     -n "bwrap" "$bwrap_cmd" \
