@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <sstream>
 #include <string>
 
 #include "harness.hpp"
@@ -259,6 +260,26 @@ TEST_CASE("--verbose shows the mount plan and each namespace step; off, nothing"
   CHECK(r.err.find("pw: session: clone") < r.err.find("pw: session: root built"));
   CHECK(r.err.find("pw: session: root built") < r.err.find("pw: session: nested user namespace"));
   CHECK(r.err.find("pw: session: no_new_privs") < r.err.find("pw: session: seccomp"));
+  // Every step line ends with the time since pw started, which never goes back (the
+  // session's lines come from its forked processes, timed from the same start).
+  std::istringstream lines(r.err);
+  std::string line;
+  double last = -1;
+  int timed = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("pw: ", 0) != 0 || line.rfind("pw: warning: ", 0) == 0) continue;
+    INFO(line);
+    const auto at = line.rfind(" (+");
+    REQUIRE(at != std::string::npos);
+    REQUIRE(line.size() > 4);
+    CHECK(line.substr(line.size() - 4) == " ms)");
+    const double ms = std::stod(line.substr(at + 3));
+    CHECK(ms >= last);
+    CHECK(ms < 60000);
+    last = ms;
+    ++timed;
+  }
+  CHECK(timed >= 10);
 
   for (const auto& args : std::vector<std::vector<std::string>>{{"demo-llm", "--", "/bin/true"},
                                                                 {"-q", "demo-llm", "--", "/bin/true"}}) {
