@@ -32,19 +32,31 @@ namespace {
 // Starts `pw __supervise` handing it the lock we hold; returns the read end of its readiness
 // pipe. posix_spawn (vfork semantics): no copy of our page tables, which costs more than the
 // exec itself on some hypervisors. The supervisor is our child until we exit; it outlives
-// us (it serves this very session), so there is nothing to reap. It leaves our session and
-// process group itself (setsid), so the terminal's signals are not its.
+// us (it serves this very session), so there is nothing to reap.
 Fd spawn_supervisor(const std::string& name, int lock_fd) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) throw SysError("pipe");
   Fd ready_r(ready[0]), ready_w(ready[1]);
-  // Only these two fds cross the exec: copies without close-on-exec.
-  Fd lfd(::fcntl(lock_fd, F_DUPFD, 10)), rfd(::fcntl(ready_w.get(), F_DUPFD, 10));
+  // Only these two fds cross the exec, as 3 and 4: none of the caller's other descriptors
+  // (a harness's pipe, say) stays open for the workspace's life.
+  Fd lfd(::fcntl(lock_fd, F_DUPFD_CLOEXEC, 10)), rfd(::fcntl(ready_w.get(), F_DUPFD_CLOEXEC, 10));
   if (!lfd || !rfd) throw SysError("dup");
-  const std::string l = std::to_string(lfd.get()), r = std::to_string(rfd.get());
-  const char* argv[] = {"pw", "__supervise", name.c_str(), l.c_str(), r.c_str(), nullptr};
+  const char* argv[] = {"pw", "__supervise", name.c_str(), "3", "4", nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, lfd.get(), 3);
+  posix_spawn_file_actions_adddup2(&fa, rfd.get(), 4);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+  // In a session of its own from the start: a Ctrl-C at the terminal during its start-up
+  // reaches our process group, not it.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
   pid_t pid = 0;
-  if (int err = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, const_cast<char* const*>(argv), environ)) {
+  int err = ::posix_spawn(&pid, "/proc/self/exe", &fa, &attr, const_cast<char* const*>(argv), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  if (err != 0) {
     errno = err;
     throw SysError("start the workspace supervisor");
   }

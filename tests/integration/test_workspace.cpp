@@ -106,6 +106,54 @@ Running start_sleeper(const World& w, const std::string& what) {
 
 }  // namespace
 
+TEST_CASE("the supervisor keeps none of its starter's descriptors", "[workspace]") {
+  // A harness waits for EOF on a pipe it gave a command; a workspace outliving the command
+  // must not hold that pipe open (the supervisor outlives the client that started it).
+  auto& w = World::get();
+  const std::string tag = "fds-" + std::to_string(::getpid());
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  // The starter: a cold start of the workspace with the pipe's write end as its fd 7.
+  pid_t starter = ::fork();
+  REQUIRE(starter >= 0);
+  if (starter == 0) {
+    ::dup2(p[1], 7);  // without close-on-exec, like any descriptor a caller passes on
+    int dn = ::open("/dev/null", O_RDWR);
+    ::dup2(dn, 0);
+    ::dup2(dn, 1);
+    std::vector<std::string> a = {PW_BIN, "demo-llm", "--", "/bin/sh", "-c", "exec 7>&-; sleep 2." + tag.substr(4)};
+    std::vector<char*> av, ev;
+    for (auto& x : a) av.push_back(x.data());
+    av.push_back(nullptr);
+    std::vector<std::string> env = w.env;
+    for (auto& x : env) ev.push_back(x.data());
+    ev.push_back(nullptr);
+    ::execve(av[0], av.data(), ev.data());
+    _exit(127);
+  }
+  ::close(p[1]);
+  REQUIRE(it::wait_for([&] { return supervisor_pid(w, "demo-llm") != 0; }, 10000));
+  pid_t sup = supervisor_pid(w, "demo-llm");
+  // A second session keeps the workspace (and its supervisor) alive after the starter ends.
+  pid_t keeper = it::spawn_bg({PW_BIN, "demo-llm", "--", "/bin/sleep", "20." + tag.substr(4)}, bg_env(w));
+  REQUIRE(it::wait_for([&] { return !it::pids_with("sleep 20." + tag.substr(4)).empty(); }, 10000));
+  int st;
+  REQUIRE(::waitpid(starter, &st, 0) == starter);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+  // The starter and its session are gone: EOF now, while the supervisor still runs.
+  struct pollfd pf = {p[0], POLLIN, 0};
+  CHECK(::poll(&pf, 1, 5000) == 1);
+  char c;
+  CHECK(::read(p[0], &c, 1) == 0);
+  CHECK(alive(sup));
+  CHECK(supervisor_pid(w, "demo-llm") == sup);
+  ::close(p[0]);
+  ::kill(keeper, SIGTERM);
+  REQUIRE(::waitpid(keeper, &st, 0) == keeper);
+  CHECK(it::wait_for([&] { return supervisor_pid(w, "demo-llm") == 0; }));
+}
+
 TEST_CASE("kill -9 of any pw process leaves no sandboxed process and no mount", "[workspace]") {
   auto& w = World::get();
   SECTION("the client") {
