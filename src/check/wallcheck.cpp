@@ -371,6 +371,13 @@ std::vector<Check> Builder::build() {
         spec_.clean_env ? "clean_env drops it unless [env] sets it" : "environment plan");
   }
 
+  // The session's pid 1 is a fork of pw: it holds the caller's whole environment and the
+  // workspace's descriptors, which its /proc entries must not show the command.
+  add("environment", "the caller's environment via /proc/1/environ", {"read", "/proc/1/environ"}, "denied",
+      "the session's init is non-dumpable");
+  add("environment", "pid 1's descriptors via /proc/1/fd", {"read", "/proc/1/fd/0"}, "denied",
+      "the session's init is non-dumpable");
+
   // Unix sockets of the host.
   bool net_shared = spec_.net == NetMode::Host;
   bool scoped = spec_.landlock != LandlockMode::Off && landlock::abi() >= 6;

@@ -175,6 +175,7 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
     ss.plan.ops.insert(ss.plan.ops.begin(), MountOp{OpKind::BindRw, w, w, "test hook: widened view"});
   }
 #endif
+  ss.only_stdio = spec.posture == Posture::Agent;
   ss.verbose = verbose;
   return ss;
 }

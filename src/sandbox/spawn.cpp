@@ -127,6 +127,10 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(kSetupFailed);
   if (int err = drop_capabilities()) payload_fail(errfd, "pw: sandbox setup failed: drop capabilities: ", err);
   reset_signals();
+  // (CLOSE_RANGE_CLOEXEC: Linux 5.11; pw needs 5.12 for mount_setattr anyway.)
+  if (spec.only_stdio && ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    payload_fail(errfd, "pw: sandbox setup failed: close the caller's descriptors: ", errno);
+  }
   if (::chdir(spec.cwd.c_str()) != 0 && ::chdir(spec.fallback_cwd.c_str()) != 0) {
     payload_fail(errfd, p.cwd_error.c_str(), errno);
   }
@@ -173,6 +177,11 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
     // the session then holds no capability over its mounts, so it cannot unmount a mask.
     enter_user_namespace_as(spec.uid, spec.gid);
     die_with_parent(lifeline);  // creds changed: the death signal was reset
+    // The payload runs as this same uid, in this same user namespace, and sees us as its
+    // pid 1: non-dumpable, our /proc entries (the caller's whole environment in environ,
+    // the workspace's namespaces and staging dir in fd/) are closed to it. Only now, with
+    // our id maps written.
+    if (::prctl(PR_SET_DUMPABLE, 0) != 0) throw SysError("make the session's init non-dumpable");
     step(spec, "nested user namespace: uid " + std::to_string(spec.uid) + ", gid " +
                    std::to_string(spec.gid) + ", no capability over the mounts");
     if (!spec.ssh_agent_socket.empty()) {

@@ -33,6 +33,9 @@ struct SessionSpec {
   std::vector<LandlockRule> landlock;
   int landlock_abi = 0;
   bool verbose = false;
+  // Agent posture: the command gets stdin, stdout and stderr only, none of the other
+  // descriptors pw's caller passed on (a directory fd would lead outside the view).
+  bool only_stdio = false;
   int vault_tree = -1;  // detached clone of the workspace's vault anchor (human posture)
   // Allowlist mode: listen on 127.0.0.1:3128 in the session's network namespace and hand
   // the socket to the supervisor over `control_fd` (its proxy accepts on it).

@@ -1,6 +1,7 @@
 // Symlinks (and look-alikes) planted where pw looks do not redirect it: in the runtime dir
 // (the staging dir, the control socket) and in a blacklisted path's place. Each test
 // asserts where data went or who was contacted, not only what pw printed.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -242,19 +243,57 @@ TEST_CASE("hardening: a blacklisted ~/.ssh swapped for a symlink after explain h
 TEST_CASE("hardening: no descriptor of pw's reaches a session's command", "[hardening]") {
   auto& w = World::get();
   // ls lists the fds it has: what its caller passed it, and its own handle on the dir.
-  // Started through pw it must list exactly the same: any other number is a descriptor pw
-  // (client, session init) opened without O_CLOEXEC.
+  // Started through pw in the human posture it must list exactly the same: any other number
+  // is a descriptor pw (client, session init) opened without O_CLOEXEC. The agent posture
+  // passes on stdin, stdout and stderr only.
   const auto baseline = it::run({"/bin/ls", "/proc/self/fd"}, w.env);
   REQUIRE(baseline.rc == 0);
   REQUIRE(baseline.out.find("0\n1\n") == 0);
-  for (const char* p : {"demo", "demo-llm"}) {
-    INFO(p);
-    auto r = w.pw({p, "--", "/bin/ls", "/proc/self/fd"});
-    CHECK(r.rc == 0);
-    CHECK(r.out == baseline.out);
-  }
+  auto r = w.pw({"demo", "--", "/bin/ls", "/proc/self/fd"});
+  CHECK(r.rc == 0);
+  CHECK(r.out == baseline.out);
+  r = w.pw({"demo-llm", "--", "/bin/ls", "/proc/self/fd"});
+  CHECK(r.rc == 0);
+  CHECK(r.out == "0\n1\n2\n3\n");
   // Joining a running workspace takes the same path plus the received namespace fds.
   Sleeper first(w, "demo", "fds");
-  auto r = w.pw({"demo", "--", "/bin/ls", "/proc/self/fd"});
+  r = w.pw({"demo", "--", "/bin/ls", "/proc/self/fd"});
   CHECK(r.out == baseline.out);
+}
+
+TEST_CASE("hardening: a directory descriptor the caller leaks does not lead the agent out", "[hardening]") {
+  auto& w = World::get();
+  // A careless parent leaves a descriptor of the home dir open across its exec of pw: in
+  // the agent posture the command must not be able to read the credentials through it.
+  const fs::path cred = w.home / ".ssh" / "id_ed25519";
+  REQUIRE(fs::exists(cred));
+  int dir = ::open(w.home.c_str(), O_RDONLY | O_DIRECTORY);  // no O_CLOEXEC: leaked on purpose
+  REQUIRE(dir >= 0);
+  const std::string via = "/proc/self/fd/" + std::to_string(dir) + "/.ssh/id_ed25519";
+  const std::string script = "[ -e /proc/self/fd/" + std::to_string(dir) + " ] && echo HAS || echo NONE; cat " +
+                             via + " >/dev/null 2>&1 && echo READ || echo DENIED";
+  auto agent = w.pw({"demo-llm", "--", "/bin/sh", "-c", script});
+  auto human = w.pw({"demo", "--", "/bin/sh", "-c", "ls /proc/self/fd/" + std::to_string(dir) + "/ >/dev/null && echo OPEN"});
+  ::close(dir);
+  CHECK(agent.rc == 0);
+  CHECK(agent.out == "NONE\nDENIED\n");
+  // The human posture passes the caller's descriptors on, as a shell would.
+  CHECK(human.out == "OPEN\n");
+}
+
+TEST_CASE("hardening: the session's pid 1 shows the command nothing of the caller", "[hardening]") {
+  auto& w = World::get();
+  // clean_env keeps a secret of the caller's environment from the agent; the session's
+  // pid 1 (a fork of pw, so holding that environment and the workspace's descriptors)
+  // must not hand it over through /proc.
+  std::vector<std::string> env = w.env;
+  env.push_back("PW_TEST_CALLER_SECRET=s3cr3t-" + std::to_string(::getpid()));
+  const std::string script =
+      "env | grep -c PW_TEST_CALLER_SECRET; "
+      "for f in /proc/[0-9]*/environ; do cat \"$f\" 2>/dev/null; done | tr '\\0' '\\n' | grep -c s3cr3t-; "
+      "ls /proc/1/fd >/dev/null 2>&1 && echo FD-OPEN || echo FD-CLOSED; "
+      "ls /proc/1/root/ >/dev/null 2>&1 && echo ROOT-OPEN || echo ROOT-CLOSED";
+  auto r = it::run({PW_BIN, "demo-llm", "--", "/bin/sh", "-c", script}, env);
+  INFO(r.err);
+  CHECK(r.out == "0\n0\nFD-CLOSED\nROOT-CLOSED\n");
 }
