@@ -1,9 +1,11 @@
 #include "cli/session.hpp"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <pwd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include "sandbox/landlock.hpp"
 #include "sandbox/spawn.hpp"
 #include "util/error.hpp"
+#include "util/fd.hpp"
 #include "util/output.hpp"
 #include "workspace/runtime.hpp"
 #include "workspace/workspace.hpp"
@@ -78,24 +81,57 @@ void mkdir_p_as_user(const fs::path& dir) {
   if (ec) throw Error("cannot create " + dir.string() + ": " + ec.message());
 }
 
+// Creates root/rel and the dirs on its way without following a symlink beneath root: an
+// agent session can write in the project, and a link it planted there (`.git -> ~/.kube`)
+// would otherwise have pw, as the user, create directories wherever it points.
+void mkdir_beneath(const fs::path& root, const fs::path& rel, mode_t mode = 0777) {
+  Fd dir(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) throw SysError("open " + root.string());
+  fs::path at = root;
+  for (const auto& c : rel.lexically_normal()) {
+    if (c.empty() || c == ".") continue;
+    if (c == ".." || c.is_absolute()) throw Error(rel.string() + " is not a path inside " + root.string());
+    at /= c;
+    if (::mkdirat(dir.get(), c.c_str(), mode) != 0 && errno != EEXIST) throw SysError("create " + at.string());
+    struct open_how how {};
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH;
+    Fd next(static_cast<int>(::syscall(SYS_openat2, dir.get(), c.c_str(), &how, sizeof how)));
+    if (!next) {
+      if (errno == ELOOP) {
+        throw Error(at.string() + " is a symlink inside " + root.string() +
+                    ": pw does not follow links an agent session could have planted; replace it "
+                    "with a directory, or remove it");
+      }
+      throw SysError("open " + at.string());
+    }
+    dir = std::move(next);
+  }
+}
+
 // Dirs the plan relies on that the user's own tree should hold before the session starts.
 void prepare_project(const ProfileSpec& spec) {
-  if (spec.state_dir) mkdir_p_as_user(spec.dir / *spec.state_dir);
+  if (spec.state_dir) mkdir_beneath(spec.dir, *spec.state_dir);
   // The vault's mountpoint: an empty private dir on the host, where the plaintext appears
   // inside the human posture's sessions only.
   if (spec.vault && spec.posture == Posture::Human) {
-    mkdir_p_as_user(spec.vault->mountpoint.parent_path());
-    if (::mkdir(spec.vault->mountpoint.c_str(), 0700) != 0 && errno != EEXIST) {
-      throw SysError("create the vault mountpoint " + spec.vault->mountpoint.string());
+    const fs::path& mp = spec.vault->mountpoint;
+    if (auto rel = mp.lexically_relative(spec.dir); !rel.empty() && *rel.begin() != "..") {
+      mkdir_beneath(spec.dir, rel, 0700);
+    } else {
+      mkdir_p_as_user(mp.parent_path());
+      if (::mkdir(mp.c_str(), 0700) != 0 && errno != EEXIST) {
+        throw SysError("create the vault mountpoint " + mp.string());
+      }
     }
   }
-  if (spec.posture == Posture::Agent && spec.home != "tmpfs") mkdir_p_as_user(spec.dir / spec.home);
+  if (spec.posture == Posture::Agent && spec.home != "tmpfs") mkdir_beneath(spec.dir, spec.home);
   // Without a hooks dir an agent could create one the human posture's git would then run;
   // an existing (read-only) one closes that door.
   struct stat st;
-  if (spec.posture == Posture::Agent && ::stat((spec.dir / ".git").c_str(), &st) == 0 &&
+  if (spec.posture == Posture::Agent && ::lstat((spec.dir / ".git").c_str(), &st) == 0 &&
       S_ISDIR(st.st_mode)) {
-    mkdir_p_as_user(spec.dir / ".git" / "hooks");
+    mkdir_beneath(spec.dir, ".git/hooks");
   }
 }
 

@@ -48,6 +48,10 @@ const std::vector<std::string>& agent_guarded_paths() {
   static const std::vector<std::string> paths = {
       ".git/hooks", ".git/config", ".envrc",   ".bashrc",  ".bash_profile", ".profile",
       ".zshrc",     ".zprofile",   ".zshenv",  ".config/fish", ".vscode/tasks.json",
+      // The human posture's vault mountpoint (pw new's default): a mountpoint in the human
+      // workspace only, so an agent could rmdir it, which detaches the vault there, and
+      // put a plain dir in its place for the plaintext to land in.
+      ".vault",
   };
   return paths;
 }
@@ -155,6 +159,28 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
     }
   }
 
+  // What an agent session can write: the project and the profile's writable dirs. A symlink
+  // beneath one of them, met on the way to a path this plan shows (read-only or writable),
+  // may have been planted by an agent session to make the next session show what it names:
+  // a `.bashrc -> ~/.ssh` would otherwise turn the guard on .bashrc into a bind of ~/.ssh.
+  // Such a plan is refused, naming the link (hides and masks follow links: that fails safe).
+  std::vector<fs::path> agent_writable = {resolve_path(view, spec.dir, nullptr)};
+  for (const auto& e : spec.writable) agent_writable.push_back(resolve_path(view, e.path, nullptr));
+  auto refuse_planted_links = [&](const fs::path& raw, const std::string& rule) {
+    std::vector<std::pair<fs::path, std::string>> met;
+    resolve_path(view, raw, &met);
+    for (const auto& [at, text] : met) {
+      for (const auto& root : agent_writable) {
+        if (at != root && is_under(at, root)) {
+          throw Error(at.string() + " is a symlink (-> " + text + ") inside " + root.string() +
+                      ", on the way to " + rule + ": an agent session can write there, so pw does not "
+                      "follow it (it could lead this session to what the profile hides); replace "
+                      "the link with what it points to, or remove it");
+        }
+      }
+    }
+  };
+
   for (const auto& e : spec.blacklist) add(e.path, Access::Hidden, "blacklist (" + e.origin + ")");
   for (const auto& e : spec.whitelist) {
     if (view.type(e.path) == NodeType::Missing) {
@@ -162,26 +188,51 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
                               " does not exist; skipped");
       continue;
     }
+    refuse_planted_links(e.path, "whitelist path " + e.path.string() + " (" + e.origin + ")");
     add(e.path, Access::ReadOnly, "whitelist (" + e.origin + ")");
   }
-  for (const auto& e : spec.writable) add(e.path, Access::ReadWrite, "writable (" + e.origin + ")");
+  for (const auto& e : spec.writable) {
+    refuse_planted_links(e.path, "writable path " + e.path.string() + " (" + e.origin + ")");
+    add(e.path, Access::ReadWrite, "writable (" + e.origin + ")");
+  }
   for (const auto& g : spec.mask) {
     for (const auto& m : view.glob((spec.dir / g).string())) {
       add(m, Access::Hidden, "mask '" + g + "'");
     }
   }
+  // The dirs between the project and a read-only path inside it are pinned: renaming
+  // `.git` (or `.vscode`) would otherwise carry the read-only binds beneath it away and let
+  // an agent put writable ones in their place.
+  std::vector<fs::path> pins;
+  auto pin_parents = [&](const std::string& rel) {
+    fs::path at = spec.dir;
+    fs::path r = fs::path(rel).lexically_normal();
+    for (auto it = r.begin(); it != r.end() && std::next(it) != r.end(); ++it) {
+      if (it->empty() || *it == ".") continue;
+      at /= *it;
+      if (view.type(at) == NodeType::Dir) pins.push_back(at);
+    }
+  };
   for (const auto& r : spec.readonly) {
     if (view.type(spec.dir / r) != NodeType::Missing) {
+      refuse_planted_links(spec.dir / r, "[sandbox] readonly '" + r + "'");
       add(spec.dir / r, Access::ReadOnly, "readonly '" + r + "'");
+      pin_parents(r);
     }
   }
   if (spec.posture == Posture::Agent) {
     for (const auto& r : agent_guarded_paths()) {
       if (view.type(spec.dir / r) != NodeType::Missing) {
+        refuse_planted_links(spec.dir / r, "the agent guard on " + r);
         add(spec.dir / r, Access::ReadOnly,
             "agent guard: the human posture would run what an agent writes here");
+        pin_parents(r);
       }
     }
+  }
+  for (const auto& p : pins) {
+    add(p, Access::ReadWrite, "pinned: holds a read-only path, so it cannot be renamed away");
+    if (auto it = rules.find(resolve_path(view, p, nullptr)); it != rules.end()) it->second.pinned = true;
   }
   add(ctx.config_dir, Access::Forced, "pw config dir (never visible in a session)");
   add(ctx.runtime_dir, Access::Forced, "pw runtime dir (never visible in a session)");
@@ -258,7 +309,7 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
           break;
         }
         // A bind identical to what its parent bind already shows adds nothing.
-        if (pr && pr->access == r->access && pr->source == pr->path) break;
+        if (pr && pr->access == r->access && pr->source == pr->path && !r->pinned) break;
         plan.ops.push_back({r->access == Access::ReadOnly ? OpKind::BindRo : OpKind::BindRw,
                             r->path, r->source, r->why});
         break;

@@ -51,6 +51,9 @@ struct Rule {
   std::string why;              // the profile entry or built-in reason that made it
   std::filesystem::path source; // host path to bind; equals `path` except for Staging
   bool pw_own = false;          // pw's own exposure (control socket, pw itself): survives forced hides
+  // Bound even where its parent shows it alike: a mountpoint cannot be renamed or removed,
+  // so what is bound beneath it (a read-only guard) cannot be moved out of its place.
+  bool pinned = false;
 };
 
 struct MountOp {

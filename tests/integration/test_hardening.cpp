@@ -297,3 +297,65 @@ TEST_CASE("hardening: the session's pid 1 shows the command nothing of the calle
   INFO(r.err);
   CHECK(r.out == "0\n0\nFD-CLOSED\nROOT-CLOSED\n");
 }
+
+TEST_CASE("hardening: a link an agent plants at a guarded path is refused at the next start", "[hardening]") {
+  auto& w = World::get();
+  // Session 1 plants `.bashrc -> ~/.ssh`; following it, session 2's read-only guard on
+  // .bashrc would be a bind of ~/.ssh. pw must refuse to start, naming the link.
+  const fs::path link = w.project / ".bashrc";
+  fs::remove(link);
+  auto r = w.pw({"demo-llm", "--", "/bin/ln", "-s", (w.home / ".ssh").string(), link.string()});
+  REQUIRE(r.rc == 0);
+  REQUIRE(fs::is_symlink(link));
+  r = w.pw({"demo-llm", "--", "/bin/cat", (w.home / ".ssh" / "id_ed25519").string()});
+  CHECK(r.rc != 0);
+  CHECK(r.out.empty());
+  CHECK(r.err.find(link.string() + " is a symlink") != std::string::npos);
+  // The explanation refuses it too, rather than show a plan with the bind.
+  CHECK(w.pw({"explain", "demo-llm"}).rc != 0);
+  fs::remove(link);
+  CHECK(w.pw({"demo-llm", "--", "/bin/true"}).rc == 0);
+
+  // `.git -> somewhere`: neither shown nor written to (pw creates .git/hooks when missing).
+  const fs::path git = w.project / ".git", saved = w.project / ".git-saved";
+  const fs::path elsewhere = w.home / "elsewhere";
+  fs::create_directories(elsewhere);
+  it::write_file(elsewhere / "config", "[core]\n");
+  fs::rename(git, saved);
+  fs::create_directory_symlink(elsewhere, git);
+  r = w.pw({"demo-llm", "--", "/bin/cat", (elsewhere / "config").string()});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find(git.string() + " is a symlink") != std::string::npos);
+  CHECK_FALSE(fs::exists(elsewhere / "hooks"));
+  fs::remove(git);
+  fs::rename(saved, git);
+  fs::remove_all(elsewhere);
+}
+
+TEST_CASE("hardening: the agent cannot move a guard away by renaming its parent", "[hardening]") {
+  auto& w = World::get();
+  // .git/hooks and .git/config are read-only binds; renaming .git would carry them off and
+  // leave room for a writable .git. .git is pinned: the rename fails.
+  auto r = w.pw({"demo-llm", "--", "/bin/sh", "-c",
+                 "cd \"$PW_PROJECT_DIR\" && mv .git .git-moved && echo MOVED || echo REFUSED"});
+  CHECK(r.out == "REFUSED\n");
+  CHECK(fs::is_directory(w.project / ".git" / "hooks"));
+  CHECK_FALSE(fs::exists(w.project / ".git-moved"));
+  // The human posture keeps its own .git as it is.
+  r = w.pw({"demo", "--", "/bin/sh", "-c", "cd \"$PW_PROJECT_DIR\" && mv .git .git-moved && mv .git-moved .git && echo MOVED"});
+  CHECK(r.out == "MOVED\n");
+}
+
+TEST_CASE("hardening: the agent cannot remove or replace the vault's mountpoint", "[hardening]") {
+  auto& w = World::get();
+  // In the human workspace .vault is a mountpoint; in the agent's it is a plain dir, whose
+  // rmdir would detach the vault in the human sessions (and a new dir would collect the
+  // plaintext). The agent posture guards it.
+  const fs::path mp = w.project / ".vault";
+  fs::create_directories(mp);
+  auto r = w.pw({"demo-llm", "--", "/bin/sh", "-c",
+                 "cd \"$PW_PROJECT_DIR\"; rmdir .vault 2>/dev/null && echo REMOVED || echo KEPT; "
+                 "mv .vault .vault-x 2>/dev/null && echo RENAMED || echo KEPT"});
+  CHECK(r.out == "KEPT\nKEPT\n");
+  CHECK(fs::is_directory(mp));
+}
