@@ -226,6 +226,68 @@ TEST_CASE("agent guard: git hooks and config read-only in the agent posture only
   CHECK_FALSE(find(human, OpKind::BindRo, "/home/u/projects/proj/.git/hooks"));
 }
 
+TEST_CASE("agent guard: the dirs holding a guard are pinned, bound even under the project's bind", "[plan]") {
+  FakeFs f = world();
+  f.dir("/home/u/projects/proj/.vscode").file("/home/u/projects/proj/.vscode/tasks.json");
+  MountPlan agent = plan_mounts(base_spec(Posture::Agent), ctx(), f);
+  size_t pin = 0, guard = 0;
+  REQUIRE(find(agent, OpKind::BindRw, "/home/u/projects/proj/.git", &pin));
+  REQUIRE(find(agent, OpKind::BindRo, "/home/u/projects/proj/.git/hooks", &guard));
+  CHECK(pin < guard);  // the pin first, the read-only guards on top
+  CHECK(find(agent, OpKind::BindRw, "/home/u/projects/proj/.vscode"));
+  CHECK(find(agent, OpKind::BindRo, "/home/u/projects/proj/.vscode/tasks.json"));
+  // The project itself is not pinned twice, and the human posture pins nothing.
+  MountPlan human = plan_mounts(base_spec(Posture::Human), ctx(), f);
+  CHECK_FALSE(find(human, OpKind::BindRw, "/home/u/projects/proj/.git"));
+  // A readonly entry pins its parents in either posture.
+  ProfileSpec h = base_spec(Posture::Human);
+  f.dir("/home/u/projects/proj/ci").file("/home/u/projects/proj/ci/deploy.sh");
+  h.readonly = {"ci/deploy.sh"};
+  MountPlan ro = plan_mounts(h, ctx(), f);
+  CHECK(find(ro, OpKind::BindRo, "/home/u/projects/proj/ci/deploy.sh"));
+  CHECK(find(ro, OpKind::BindRw, "/home/u/projects/proj/ci"));
+}
+
+TEST_CASE("a symlink inside the project on the way to a shown path refuses the plan", "[plan]") {
+  // An agent session can write in the project: a link it planted must not steer the next plan.
+  for (const char* at : {".bashrc", ".git"}) {
+    INFO(at);
+    FakeFs f = world();
+    f.dir("/home/u/.ssh").file("/home/u/.ssh/id_ed25519").file("/home/u/.ssh/config");
+    f.nodes.erase(fs::path("/home/u/projects/proj") / at);
+    if (std::string(at) == ".git") {
+      for (auto it = f.nodes.begin(); it != f.nodes.end();) {
+        it = it->first.string().rfind("/home/u/projects/proj/.git/", 0) == 0 ? f.nodes.erase(it) : std::next(it);
+      }
+    }
+    f.link(fs::path("/home/u/projects/proj") / at, "/home/u/.ssh");
+    // As the host's stat sees it: through the link, the guarded path exists.
+    if (std::string(at) == ".git") f.file("/home/u/projects/proj/.git/config");
+    ProfileSpec s = base_spec(Posture::Agent);
+    s.blacklist = {entry("/home/u")};
+    CHECK_THROWS_WITH(plan_mounts(s, ctx(), f), Catch::Contains(std::string("/home/u/projects/proj/") + at + " is a symlink"));
+  }
+  // So does a readonly entry through a link, in the human posture too.
+  FakeFs f = world();
+  f.link("/home/u/projects/proj/creds", "/home/u/.aws").file("/home/u/projects/proj/creds/credentials");
+  ProfileSpec h = base_spec(Posture::Human);
+  h.readonly = {"creds/credentials"};
+  CHECK_THROWS_WITH(plan_mounts(h, ctx(), f), Catch::Contains("/home/u/projects/proj/creds is a symlink"));
+  // A link outside the writable places is followed as before (a whitelisted dotfile link).
+  FakeFs g = world();
+  g.dir("/home/u/dotfiles/nvim").link("/home/u/.config/nvim", "../dotfiles/nvim");
+  ProfileSpec w = base_spec(Posture::Human);
+  w.whitelist = {entry("/home/u/.config/nvim")};
+  w.blacklist = {entry("/home/u")};
+  CHECK_NOTHROW(plan_mounts(w, ctx(), g));
+  // Hides follow links: a mask through a planted link hides more, never shows.
+  FakeFs m = world();
+  m.link("/home/u/projects/proj/.env", "/home/u/.aws/credentials");
+  ProfileSpec a = base_spec(Posture::Agent);
+  a.mask = {".env"};
+  CHECK_NOTHROW(plan_mounts(a, ctx(), m));
+}
+
 TEST_CASE("plans are ordered shallow to deep and skip redundant binds", "[plan]") {
   FakeFs f = world();
   f.dir("/home/u/.config/nvim");
