@@ -20,12 +20,12 @@
 #include <string>
 
 #include "net/process.hpp"
-#include "util/output.hpp"
 #include "sandbox/landlock.hpp"
 #include "sandbox/netns.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/output.hpp"
 #include "workspace/protocol.hpp"
 
 extern char** environ;
