@@ -279,6 +279,10 @@ int run_session(const SessionSpec& spec, int watch_fd) {
   }
   err_w.reset();
   life_r.reset();
+  // We hold the workspace's user and mount namespaces (as root there) and its staging dir
+  // until the session ends: like the supervisor and the session's pid 1, non-dumpable, so
+  // no other process of the user reaches them through our /proc entries.
+  ::prctl(PR_SET_DUMPABLE, 0);
 
   // Setup errors and exec failures arrive on the error pipe; EOF means the command runs.
   std::string err;

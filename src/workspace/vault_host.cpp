@@ -118,7 +118,9 @@ void VaultHost::prepare() {
     throw SysError("create " + mount_dir_.string());
   }
   // Its own mount, so it can be shared: what is mounted on it reaches every session's bind.
-  if (::mount("tmpfs", mount_dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+  // Read-only: while locked, a write to the mountpoint fails (EROFS) instead of landing,
+  // unencrypted, in a tmpfs that the vault covers on unlock and that ends with the workspace.
+  if (::mount("tmpfs", mount_dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
               "mode=0700,size=16k,nr_inodes=8") != 0) {
     throw SysError("mount the vault anchor");
   }
@@ -184,14 +186,19 @@ void VaultHost::on_ready(int fd) {
     } else {
       answer = "error the vault server exited before mounting";
     }
-    if (reply_to_) {
+    Fd to = std::move(reply_to_);
+    if (state_ != State::Unlocked) {
+      // A failed unlock is answered once its server is gone: "error" means nothing is left.
+      // It has said all it will; it mounted nothing.
+      ::kill(pid_, SIGKILL);
+      reap(false);
+    }
+    if (to) {
       try {
-        proto::send(reply_to_.get(), answer);
+        proto::send(to.get(), answer);
       } catch (const std::exception&) {
       }
-      reply_to_.reset();
     }
-    if (state_ != State::Unlocked) reap(false);
     return;
   }
   if (pidfd_ && fd == pidfd_.get()) reap(true);

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -33,13 +35,27 @@ bool workspace_running(const World& w, const std::string& name) {
 }
 
 // Pids of our processes named `comm` whose command line contains `needle`.
+// Processes named `comm` whose command line holds `needle`, leaving out children they forked
+// an instant ago (same name and command line until their exec: a shell's `sleep`, libfuse's
+// helpers).
 std::vector<pid_t> pids_of(const std::string& comm, const std::string& needle) {
   std::vector<pid_t> out;
   for (pid_t p : it::pids_with(needle)) {
     std::string c = it::read_file("/proc/" + std::to_string(p) + "/comm");
     if (c == comm + "\n") out.push_back(p);
   }
-  return out;
+  auto parent = [](pid_t p) {
+    std::string st = it::read_file("/proc/" + std::to_string(p) + "/stat");
+    auto at = st.rfind(')');
+    if (at == std::string::npos) return pid_t{0};
+    std::string fields = st.substr(at + 2);  // "S PPID ..."
+    return static_cast<pid_t>(std::atoi(fields.c_str() + fields.find(' ') + 1));
+  };
+  std::vector<pid_t> firsts;
+  for (pid_t p : out) {
+    if (std::find(out.begin(), out.end(), parent(p)) == out.end()) firsts.push_back(p);
+  }
+  return firsts;
 }
 
 // errno name of reading `p`, or "OK:<content>".
@@ -150,6 +166,9 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
   REQUIRE(it::wait_for([&] { return workspace_running(w, v.name); }, 10000));
   CHECK(w.pw({"vault", "status", v.name}).out.find("state:           locked") != std::string::npos);
   CHECK(v.ask("a") == "");
+  // Locked, the mountpoint takes no writes: nothing lands in plaintext where the vault
+  // will appear (and hide it).
+  CHECK(v.in_session("echo x > .vault/early.txt 2>/dev/null && echo WROTE || echo REFUSED").out == "REFUSED\n");
 
   auto u = v.unlock();
   INFO(u.err);
@@ -193,6 +212,7 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
   CHECK(l.rc == 0);
   CHECK(v.ask("c") == "");
   CHECK(v.in_session("ls -A .vault").out == "");
+  CHECK(v.in_session("touch .vault/after-lock 2>/dev/null && echo WROTE || echo REFUSED").out == "REFUSED\n");
   CHECK(v.servers().empty());
   CHECK(w.pw({"vault", "status", v.name}).out.find("state:           locked") != std::string::npos);
 
