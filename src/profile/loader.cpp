@@ -256,6 +256,13 @@ bool is_executable_file(const fs::path& p) {
 
 }  // namespace
 
+void refuse_unsafe_toml(std::string_view text, const std::string& file) {
+  if (auto issue = profile_detail::check_toml_text(text)) {
+    throw ProfileError(file + ":" + std::to_string(issue->line) + ":" + std::to_string(issue->col), "",
+                       "TOML syntax error: " + issue->problem);
+  }
+}
+
 std::vector<std::string> profile_keys() {
   std::vector<std::string> out;
   for (const auto& sec : kSections) {
@@ -284,10 +291,7 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
   spec.profile_dir = file.parent_path();
   Reader r(file.string(), spec);
 
-  if (auto issue = profile_detail::check_toml_text(text)) {
-    throw ProfileError(file.string() + ":" + std::to_string(issue->line) + ":" + std::to_string(issue->col),
-                       "", "TOML syntax error: " + issue->problem);
-  }
+  refuse_unsafe_toml(text, file.string());
   toml::table root;
   try {
     root = toml::parse(text, file.string());

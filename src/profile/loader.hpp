@@ -21,6 +21,11 @@ class ProfileError : public Error {
       : Error(key.empty() ? where + ": " + problem : where + ": " + key + ": " + problem) {}
 };
 
+// Throws ProfileError ("FILE:LINE:COL: TOML syntax error: ...") for text toml++ must not
+// parse (profile_detail::check_toml_text): to be called on every user-written TOML text
+// before toml::parse (profiles, pwrap profiles being imported).
+void refuse_unsafe_toml(std::string_view text, const std::string& file);
+
 // $XDG_CONFIG_HOME/pw if XDG_CONFIG_HOME is set and absolute, else $HOME/.config/pw.
 std::filesystem::path config_dir();
 

@@ -153,6 +153,7 @@ PwrapImport convert_pwrap(std::string_view text, const fs::path& file, const std
   out.source = file;
   Reader r(file, out);
 
+  refuse_unsafe_toml(text, file.string());
   toml::table root;
   try {
     root = toml::parse(text, file.string());

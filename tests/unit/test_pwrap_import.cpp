@@ -209,6 +209,16 @@ TEST_CASE("pwrap import: bad TOML and wrong types carry file:line:col", "[pwrap]
   } catch (const ProfileError& e) {
     CHECK(std::string(e.what()) == f + ":4:5: env.X: expected a string");
   }
+  // A pwrap file goes through the same pre-check as a profile: text on which toml++ 3.3
+  // reaches undefined behaviour is refused before it parses it (under UBSan the parse
+  // itself would abort).
+  try {
+    s.convert("bad", "[prc\xc5\x8fs/ll");
+    FAIL("no error");
+  } catch (const ProfileError& e) {
+    CHECK(std::string(e.what()) == f + ":1:5: TOML syntax error: character U+014F outside a string or "
+                                       "comment (TOML allows non-ASCII text only there)");
+  }
 }
 
 TEST_CASE("pwrap import: writes profiles, never replaces one, dry-run writes nothing", "[pwrap]") {
