@@ -209,13 +209,8 @@ class Builder {
   enum class Fallback { KernelDenies, Granted, Yama };
   void syscall_check(const std::string& name, const std::string& op, long nr, uint64_t a0, uint64_t a1,
                      uint32_t arch, Fallback fb) {
-    seccomp_data d{};
-    d.nr = static_cast<int>(nr);
-    d.arch = arch;
-    d.instruction_pointer = 0x401000;
-    d.args[0] = a0;
-    d.args[1] = a1;
-    uint32_t ret = program_.insns.empty() ? SECCOMP_RET_ALLOW : seccomp::bpf_eval(program_.insns, d);
+    uint32_t ret = program_.insns.empty() ? SECCOMP_RET_ALLOW
+                                          : seccomp::bpf_eval_call(program_.insns, nr, a0, a1, arch);
     uint32_t action = ret & SECCOMP_RET_ACTION_FULL;
     if (action == SECCOMP_RET_ERRNO) {
       return add("syscalls", name, {op}, errname(static_cast<int>(ret & SECCOMP_RET_DATA)),

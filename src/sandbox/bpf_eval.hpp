@@ -124,4 +124,16 @@ inline std::uint32_t bpf_eval(const std::vector<sock_filter>& prog, const seccom
   return fail("ran off the end of the program", pc);
 }
 
+// The filter's verdict on one call: syscall `nr` of `arch` with its first two arguments.
+inline std::uint32_t bpf_eval_call(const std::vector<sock_filter>& prog, long nr, std::uint64_t a0,
+                                   std::uint64_t a1, std::uint32_t arch) {
+  seccomp_data d{};
+  d.nr = static_cast<int>(nr);
+  d.arch = arch;
+  d.instruction_pointer = 0x401000;
+  d.args[0] = a0;
+  d.args[1] = a1;
+  return bpf_eval(prog, d);
+}
+
 }  // namespace pw::seccomp

@@ -50,13 +50,7 @@ struct Eval {
 
   std::uint32_t call(long nr, std::uint64_t a0 = 0, std::uint64_t a1 = 0,
                      std::uint32_t arch = AUDIT_ARCH_X86_64) const {
-    seccomp_data d{};
-    d.nr = static_cast<int>(nr);
-    d.arch = arch;
-    d.instruction_pointer = 0x401000;
-    d.args[0] = a0;
-    d.args[1] = a1;
-    return pw::seccomp::bpf_eval(program.insns, d);
+    return pw::seccomp::bpf_eval_call(program.insns, nr, a0, a1, arch);
   }
 };
 
