@@ -127,11 +127,30 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   std::map<fs::path, std::string> links;           // symlink path -> text, met on rule paths
   std::vector<fs::path> forced;
 
+  // What an agent session can write: the project and the profile's writable dirs. A symlink
+  // beneath one of them, met on the way to a path this plan shows (read-only or writable),
+  // may have been planted by an agent session to make the next session show what it names:
+  // a `.bashrc -> ~/.ssh` would otherwise turn the guard on .bashrc into a bind of ~/.ssh.
+  // Such a plan is refused, naming the link (hides and masks follow links: that fails safe).
+  std::vector<fs::path> agent_writable = {resolve_path(view, spec.dir, nullptr)};
+  for (const auto& e : spec.writable) agent_writable.push_back(resolve_path(view, e.path, nullptr));
+
   auto add = [&](const fs::path& raw, Access access, const std::string& why,
                  std::optional<fs::path> staging_source = std::nullopt, bool pw_own = false) {
     std::vector<std::pair<fs::path, std::string>> met;
     fs::path path = resolve_path(view, raw, &met);
-    for (auto& [at, text] : met) links.emplace(at, text);
+    for (auto& [at, text] : met) {
+      if (access == Access::ReadOnly || access == Access::ReadWrite) {
+        for (const auto& root : agent_writable) {
+          if (at == root || !is_under(at, root)) continue;
+          throw Error(at.string() + " is a symlink (-> " + text + ") inside " + root.string() +
+                      ", on the way to " + raw.string() + " (" + why + "): an agent session can "
+                      "write there, so pw does not follow it (it could lead this session to what "
+                      "the profile hides); replace the link with what it points to, or remove it");
+        }
+      }
+      links.emplace(at, text);
+    }
     if (access == Access::Forced) {
       forced.push_back(path);
       // The lexical path too: a symlink elsewhere must not lead around the hide.
@@ -159,28 +178,6 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
     }
   }
 
-  // What an agent session can write: the project and the profile's writable dirs. A symlink
-  // beneath one of them, met on the way to a path this plan shows (read-only or writable),
-  // may have been planted by an agent session to make the next session show what it names:
-  // a `.bashrc -> ~/.ssh` would otherwise turn the guard on .bashrc into a bind of ~/.ssh.
-  // Such a plan is refused, naming the link (hides and masks follow links: that fails safe).
-  std::vector<fs::path> agent_writable = {resolve_path(view, spec.dir, nullptr)};
-  for (const auto& e : spec.writable) agent_writable.push_back(resolve_path(view, e.path, nullptr));
-  auto refuse_planted_links = [&](const fs::path& raw, const std::string& rule) {
-    std::vector<std::pair<fs::path, std::string>> met;
-    resolve_path(view, raw, &met);
-    for (const auto& [at, text] : met) {
-      for (const auto& root : agent_writable) {
-        if (at != root && is_under(at, root)) {
-          throw Error(at.string() + " is a symlink (-> " + text + ") inside " + root.string() +
-                      ", on the way to " + rule + ": an agent session can write there, so pw does not "
-                      "follow it (it could lead this session to what the profile hides); replace "
-                      "the link with what it points to, or remove it");
-        }
-      }
-    }
-  };
-
   for (const auto& e : spec.blacklist) add(e.path, Access::Hidden, "blacklist (" + e.origin + ")");
   for (const auto& e : spec.whitelist) {
     if (view.type(e.path) == NodeType::Missing) {
@@ -188,13 +185,9 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
                               " does not exist; skipped");
       continue;
     }
-    refuse_planted_links(e.path, "whitelist path " + e.path.string() + " (" + e.origin + ")");
     add(e.path, Access::ReadOnly, "whitelist (" + e.origin + ")");
   }
-  for (const auto& e : spec.writable) {
-    refuse_planted_links(e.path, "writable path " + e.path.string() + " (" + e.origin + ")");
-    add(e.path, Access::ReadWrite, "writable (" + e.origin + ")");
-  }
+  for (const auto& e : spec.writable) add(e.path, Access::ReadWrite, "writable (" + e.origin + ")");
   for (const auto& g : spec.mask) {
     for (const auto& m : view.glob((spec.dir / g).string())) {
       add(m, Access::Hidden, "mask '" + g + "'");
@@ -215,7 +208,6 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   };
   for (const auto& r : spec.readonly) {
     if (view.type(spec.dir / r) != NodeType::Missing) {
-      refuse_planted_links(spec.dir / r, "[sandbox] readonly '" + r + "'");
       add(spec.dir / r, Access::ReadOnly, "readonly '" + r + "'");
       pin_parents(r);
     }
@@ -223,7 +215,6 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   if (spec.posture == Posture::Agent) {
     for (const auto& r : agent_guarded_paths()) {
       if (view.type(spec.dir / r) != NodeType::Missing) {
-        refuse_planted_links(spec.dir / r, "the agent guard on " + r);
         add(spec.dir / r, Access::ReadOnly,
             "agent guard: the human posture would run what an agent writes here");
         pin_parents(r);
