@@ -172,7 +172,6 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   for (char** e = environ; *e; ++e) host_env.emplace_back(*e);
   ss.env = plan_env(spec, {host_env, host.home, host.user});
   if (spec.net == NetMode::Allowlist) {
-    ss.net_proxy = true;
     for (const auto& [k, v] : net::proxy_env()) ss.env.push_back(k + "=" + v);
   }
   if (spec.ssh_agent == SshAgentMode::Forward) {
@@ -197,7 +196,6 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   ss.hostname = spec.name;
   ss.uid = host.uid;
   ss.gid = host.gid;
-  ss.new_net = spec.net != NetMode::Host;
   ss.new_ipc = spec.ipc;
   ss.seccomp = seccomp::build(spec);
   if (spec.landlock != LandlockMode::Off) {
@@ -254,6 +252,12 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   }
   ss.newroot = ws.stage / "root";
   ss.control_fd = ws.conn.get();
+  if (spec.net != NetMode::Host) {
+    // Never the host's network by accident: a workspace that offers no namespace of its
+    // own (its supervisor runs another profile text) is refused.
+    if (!ws.netns) throw Error("workspace " + name + " has no network namespace for this profile's network mode; end its sessions and start again");
+    ss.net_fd = ws.netns.get();
+  }
   // Cloned here, in the workspace's mount namespace, where the anchor lives; the session
   // attaches the clone in its own namespace.
   Fd vault_tree;

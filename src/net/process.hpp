@@ -1,10 +1,11 @@
-// How the proxy joins a workspace (DESIGN §6). The session, inside its own network
-// namespace, makes listening sockets; the workspace supervisor, in the host's network
+// How the proxy joins a workspace (DESIGN §6). Listening sockets are made inside the
+// workspace's network namespace (the HTTP one by the supervisor's netns child, once) or a
+// session's view (the ssh-agent one); the workspace supervisor, in the host's network
 // namespace, hands them to a proxy process it forked; the proxy accepts on them and dials
-// out. Nothing is routed, so the session reaches nothing but the proxy.
+// out. Nothing is routed, so the sessions reach nothing but the proxy.
 //
-//   session  (netns: lo only)     listen_loopback(kProxyPort) ──fd──┐  via the client's
-//                                 listen_unix(ssh socket)     ──fd──┤  control connection
+//   workspace netns (lo only)     listen_loopback(kProxyPort) ──fd──┐  supervisor's child
+//   session                       listen_unix(ssh socket)     ──fd──┤  client's connection
 //   supervisor (host netns)       send_listener(proxy.control, ...) ◄┘
 //   proxy process (its child)     accepts, checks, dials out, logs to net.log
 #pragma once
@@ -26,10 +27,10 @@ struct ProfileSpec;
 
 namespace pw::net {
 
-// ---- session side (inside the session's network namespace) ----------------------------
+// ---- inside the workspace's network namespace -------------------------------------------
 
 // The proxy's address inside every allowlist session: 127.0.0.1:kProxyPort. Fixed, since
-// each session's namespace is new and empty.
+// each workspace's namespace is new and empty.
 constexpr std::uint16_t kProxyPort = 3128;
 
 // Where the filtered ssh-agent socket appears inside a session.

@@ -21,7 +21,6 @@
 
 #include "net/process.hpp"
 #include "sandbox/landlock.hpp"
-#include "sandbox/netns.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
@@ -154,16 +153,11 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
       throw SysError("make mounts private");
     }
     step(spec, "pid 1 of the new pid namespace; mounts made slaves of the workspace's");
-    if (spec.new_net) {
-      bring_up_loopback();
-      step(spec, "network namespace: lo up");
-    }
-    if (spec.net_proxy) {
-      // The supervisor's proxy accepts on it from the host's network namespace; nothing
-      // else leads out of this one.
-      Fd http = net::listen_loopback();
-      proto::send(spec.control_fd, "net-listen http", {http.get()});
-      step(spec, "127.0.0.1:3128 handed to the workspace's network proxy");
+    if (spec.net_fd >= 0) {
+      // Loopback only (and, with the allowlist, the proxy's listener on 127.0.0.1:3128,
+      // which the supervisor made there): nothing in it leads out.
+      if (::setns(spec.net_fd, CLONE_NEWNET) != 0) throw SysError("enter the workspace's network namespace");
+      step(spec, "entered the workspace's network namespace (loopback only)");
     }
     build_root(spec.newroot, spec.plan, spec.dev, spec.vault_tree);
     step(spec, "root built at " + spec.newroot.string() + " (" +
@@ -263,9 +257,7 @@ int run_session(const SessionSpec& spec, int watch_fd) {
 
   unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | SIGCHLD;
   if (spec.new_ipc) flags |= CLONE_NEWIPC;
-  if (spec.new_net) flags |= CLONE_NEWNET;
-  step(spec, std::string("clone: new pid, mount, uts") + (spec.new_ipc ? ", ipc" : "") +
-                 (spec.new_net ? ", net" : "") + " namespaces");
+  step(spec, std::string("clone: new pid, mount, uts") + (spec.new_ipc ? ", ipc" : "") + " namespaces");
   // Raw clone with no new stack behaves like fork(); glibc's clone() wrapper would need one.
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
   if (pid < 0) throw SysError("clone session namespaces");

@@ -26,7 +26,9 @@ struct SessionSpec {
   std::string hostname;
   uid_t uid = 0;  // the user's real ids on the host: what the session runs as
   gid_t gid = 0;
-  bool new_net = true;
+  // The workspace's network namespace (loopback only, shared by its sessions), which the
+  // session's pid 1 enters; -1 ("host" mode): the host's network.
+  int net_fd = -1;
   bool new_ipc = true;
   seccomp::Program seccomp;
   // The second wall: applied at `landlock_abi` (0: not at all) by the session's init.
@@ -37,9 +39,6 @@ struct SessionSpec {
   // descriptors pw's caller passed on (a directory fd would lead outside the view).
   bool only_stdio = false;
   int vault_tree = -1;  // detached clone of the workspace's vault anchor (human posture)
-  // Allowlist mode: listen on 127.0.0.1:3128 in the session's network namespace and hand
-  // the socket to the supervisor over `control_fd` (its proxy accepts on it).
-  bool net_proxy = false;
   // Forward mode: the filtered ssh-agent socket, made inside the session at this path.
   std::filesystem::path ssh_agent_socket;
   int control_fd = -1;

@@ -95,11 +95,19 @@ Joined join_workspace(const std::string& name, const std::string& summary, Fd st
       std::string reply;
       std::vector<Fd> fds;
       if (proto::recv(conn.get(), reply, &fds)) {
-        if (reply.rfind("ok ", 0) == 0 && (fds.size() == 3 || fds.size() == 4)) {
-          Joined j{std::move(conn), std::move(fds[0]), std::move(fds[1]), reply.substr(3),
-                   std::move(fds[2]), Fd()};
-          if (fds.size() == 4) j.vault_anchor = std::move(fds[3]);
-          return j;
+        // "ok NET VAULT STAGE" (protocol 3): the optional fds that follow the fixed three.
+        const bool ok = reply.size() > 7 && reply.compare(0, 3, "ok ") == 0 && reply[4] == ' ' &&
+                        reply[6] == ' ' && (reply[3] == '0' || reply[3] == '1') &&
+                        (reply[5] == '0' || reply[5] == '1');
+        if (ok) {
+          const bool net = reply[3] == '1', vault = reply[5] == '1';
+          if (fds.size() == 3u + net + vault) {
+            Joined j{std::move(conn), std::move(fds[0]), std::move(fds[1]), reply.substr(7),
+                     std::move(fds[2]), Fd(), Fd()};
+            if (net) j.netns = std::move(fds[3]);
+            if (vault) j.vault_anchor = std::move(fds[3 + net]);
+            return j;
+          }
         }
         throw Error("workspace '" + name + "' refused the session: " + reply);
       }

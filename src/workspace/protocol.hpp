@@ -13,7 +13,9 @@
 namespace pw::proto {
 
 // 2: a session's "ok" carries the staging tmpfs as a third fd.
-constexpr int kVersion = 2;
+// 3: "ok NET VAULT STAGE": NET and VAULT (0 or 1) say whether the workspace's network
+//    namespace and the vault anchor follow the three fixed fds, in that order.
+constexpr int kVersion = 3;
 
 // The address of a unix socket at `path`; throws Error if the path does not fit.
 struct sockaddr_un address(const std::filesystem::path& path);

@@ -24,6 +24,7 @@
 
 #include "net/process.hpp"
 #include "profile/loader.hpp"
+#include "sandbox/netns.hpp"
 #include "sandbox/userns.hpp"
 #include "util/error.hpp"
 #include "workspace/protocol.hpp"
@@ -103,6 +104,49 @@ Fd populate_stage(const fs::path& stage, const struct stat& checked) {
   return mnt;
 }
 
+// The workspace's network namespace (every mode but "host"): loopback only, shared by its
+// sessions as they share /tmp, so a server started in one terminal answers on localhost in
+// another, and made once per workspace rather than at every session start. With the
+// allowlist, it also holds the proxy's listener on 127.0.0.1:3128.
+struct WorkspaceNet {
+  Fd ns;
+  Fd http;  // listening on 127.0.0.1:3128 inside it (allowlist mode), else empty
+};
+
+// Made by a child cloned into the new namespace that shares our memory and descriptor
+// table and runs while we wait (as with vfork): the supervisor itself stays in the host's
+// network namespace, where the proxy it forks later dials out, and pays no fork.
+WorkspaceNet make_workspace_net(bool proxy_listener) {
+  struct Job {
+    bool listen = false;
+    int ns = -1, http = -1;
+    std::string error;
+  } job;
+  job.listen = proxy_listener;
+  auto child = [](void* arg) -> int {
+    Job& j = *static_cast<Job*>(arg);
+    try {
+      bring_up_loopback();
+      if (j.listen) j.http = net::listen_loopback().release();
+      j.ns = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+      if (j.ns < 0) throw SysError("open the new network namespace");
+    } catch (const std::exception& e) {
+      j.error = e.what();
+    }
+    return 0;
+  };
+  constexpr std::size_t kStack = 64 * 1024;
+  std::vector<char> stack(kStack);
+  const pid_t pid = ::clone(+child, stack.data() + stack.size(),
+                            CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET | SIGCHLD, &job);
+  if (pid < 0) throw SysError("create the workspace's network namespace");
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  WorkspaceNet net{Fd(job.ns), Fd(job.http)};
+  if (!job.error.empty()) throw Error("workspace network namespace: " + job.error);
+  return net;
+}
+
 std::string ps_reply(const std::string& name, long started, const std::map<int, Client>& clients,
                      const VaultHost& vault) {
   std::ostringstream out;
@@ -137,8 +181,12 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   // the host's network namespace; the sessions hand it their listening sockets.
   net::ProxyProcess proxy;
   std::optional<net::ProxyProcessConfig> proxy_config;
+  bool own_net = false, proxy_listener = false;
+  WorkspaceNet net;
   try {
     ProfileSpec spec = load_profile(name);
+    own_net = spec.net != NetMode::Host;
+    proxy_listener = spec.net == NetMode::Allowlist;
     if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
     if (spec.net == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {
       proxy_config = net::proxy_config(spec);  // a bad entry is reported to the client
@@ -155,6 +203,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) throw SysError("make mounts slave");
     stage_root = populate_stage(paths.stage, stage_st);
     if (vault.configured()) vault.prepare();
+    if (own_net) net = make_workspace_net(proxy_listener);
     // After the id maps are written: nothing of this process may be read through ptrace or
     // /proc by other processes of the user, and no core dump.
     ::prctl(PR_SET_DUMPABLE, 0);
@@ -179,6 +228,15 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
       proxy = net::start_proxy_process(*proxy_config);
     } catch (const std::exception&) {
       return 1;  // sessions then fail to reach us rather than run without their proxy
+    }
+    if (net.http) {
+      // The workspace's one listener: lives as long as the proxy (no lifeline).
+      try {
+        net::send_listener(proxy.control.get(), net::ListenerKind::Http, net.http.get());
+      } catch (const std::exception&) {
+        return 1;
+      }
+      net.http.reset();
     }
   }
 
@@ -212,14 +270,12 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
         clients.erase(fds[i].fd);
         continue;
       }
-      // A session's listening socket for the proxy, sent by its pid 1. It lives as long as
+      // A session's ssh-agent socket for the proxy, sent by its pid 1. It lives as long as
       // the session's client (the lifeline); anything else is ignored.
-      const bool http = msg == "net-listen http", agent = msg == "net-listen ssh-agent";
-      if (c.is_session && proxy.control && (http || agent) && passed.size() == 1) {
+      if (c.is_session && proxy.control && msg == "net-listen ssh-agent" && passed.size() == 1) {
         Fd lifeline(static_cast<int>(::syscall(SYS_pidfd_open, c.info.pid, 0)));
         try {
-          net::send_listener(proxy.control.get(), http ? net::ListenerKind::Http : net::ListenerKind::SshAgent,
-                             passed[0].get(), lifeline.get());
+          net::send_listener(proxy.control.get(), net::ListenerKind::SshAgent, passed[0].get(), lifeline.get());
         } catch (const std::exception&) {
         }
       }
@@ -245,9 +301,14 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
             c.info.pid = proto::peer_pid(conn.get());
             c.info.started = static_cast<long>(::time(nullptr));
             std::getline(in >> std::ws, c.info.summary);
+            // "ok NET VAULT STAGE": which of the optional fds follow the three fixed ones.
             std::vector<int> give = {userns.get(), mntns.get(), stage_root.get()};
+            if (net.ns) give.push_back(net.ns.get());
             if (vault.anchor_fd() >= 0) give.push_back(vault.anchor_fd());
-            proto::send(conn.get(), "ok " + paths.stage.string(), give);
+            proto::send(conn.get(),
+                        std::string("ok ") + (net.ns ? "1 " : "0 ") + (vault.anchor_fd() >= 0 ? "1 " : "0 ") +
+                            paths.stage.string(),
+                        give);
             int fd = conn.get();
             c.fd = std::move(conn);
             clients.emplace(fd, std::move(c));

@@ -18,6 +18,7 @@ struct Joined {
   std::filesystem::path stage;  // staging dir as seen inside the workspace
   Fd stage_fd;                  // the supervisor's staging tmpfs: what `stage` must lead to
   Fd vault_anchor;              // O_PATH fd of the vault anchor, when the profile has a vault
+  Fd netns;                     // the workspace's network namespace, unless the mode is "host"
 };
 
 // Starts the supervisor of `name` if none runs, without waiting for it: returns its

@@ -248,8 +248,9 @@ TEST_CASE("--verbose shows the mount plan and each namespace step; off, nothing"
   CHECK(r.rc == 0);
   for (const char* step : {"pw: profile demo-llm: ", "pw: plan: ", "pw: joined workspace demo-llm",
                            "pw: entered the workspace's user namespace",
-                           "pw: session: clone: new pid, mount, uts, ipc, net namespaces",
-                           "pw: session: network namespace: lo up", "pw: session: root built at ",
+                           "pw: session: clone: new pid, mount, uts, ipc namespaces",
+                           "pw: session: entered the workspace's network namespace (loopback only)",
+                           "pw: session: root built at ",
                            "pw: session: hostname demo-llm; pivot_root",
                            "pw: session: nested user namespace: uid ", "pw: session: no_new_privs set",
                            "pw: session: seccomp filter (", "then exec /bin/true"}) {

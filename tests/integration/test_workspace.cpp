@@ -1,10 +1,13 @@
 // Workspaces: joining, listing, teardown on last exit and after kill -9 of any pw process,
 // and the terminal: job control and TIOCSTI on a real pty.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,6 +81,41 @@ TEST_CASE("a second session joins the workspace; ps lists both; last exit ends i
   CHECK_FALSE(fs::exists(w.runtime / "pw" / "demo-llm.sock"));
   // A fresh session starts a fresh workspace whose /tmp is empty.
   CHECK(w.probe("demo-llm", {"read", "/tmp/" + tag}) == "ENOENT");
+}
+
+TEST_CASE("sessions of one workspace share its loopback; other workspaces and the host do not",
+          "[workspace][net]") {
+  auto& w = World::get();
+  // Own profiles (same project): no other test joins these workspaces.
+  for (const char* name : {"loop-llm", "loop2-llm"}) {
+    w.write_profile(name, "[project]\ndir = \"" + w.project.string() +
+                              "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n[network]\nmode = \"none\"\n");
+  }
+  const std::string port = std::to_string(20000 + ::getpid() % 20000);
+  pid_t server = it::spawn_bg({PW_BIN, "loop-llm", "--", w.probe_bin.string(), "listen", port, "60"}, bg_env(w));
+  // A second terminal's session reaches the first one's server on localhost...
+  std::string got;
+  CHECK(it::wait_for([&] { return (got = w.probe("loop-llm", {"connect", "127.0.0.1", port})) == "OK"; }, 10000));
+  CHECK(got == "OK");
+  // ... while the host (here) and another workspace of the same project are refused.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  struct sockaddr_in a {};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(port)));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  const int err = errno;
+  ::close(fd);
+  CHECK(rc != 0);
+  CHECK(err == ECONNREFUSED);
+  CHECK(w.probe("loop2-llm", {"connect", "127.0.0.1", port}) == "ECONNREFUSED");
+  ::kill(server, SIGTERM);
+  int st;
+  REQUIRE(::waitpid(server, &st, 0) == server);
+  // The namespace ends with the workspace: a fresh one has nothing listening.
+  CHECK(it::wait_for([&] { return supervisor_pid(w, "loop-llm") == 0; }));
+  CHECK(w.probe("loop-llm", {"connect", "127.0.0.1", port}) == "ECONNREFUSED");
 }
 
 namespace {

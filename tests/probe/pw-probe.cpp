@@ -115,7 +115,7 @@ std::string signal_name(int sig) {
                "           userns | io_uring | x32 | i386 | tiocsti | tiocsti-fd PATH |\n"
                "           perf | kexec\n"
                "  process: env NAME | envdump | uid | caps | pidcount | pid | hostname | cwd\n"
-               "  network: connect HOST PORT | udp HOST PORT | resolve NAME |\n"
+               "  network: connect HOST PORT | udp HOST PORT | resolve NAME | listen PORT SECONDS |\n"
                "           uconnect PATH|@ABSTRACT | ctl SOCKET MESSAGE\n"
                "  control: kill-self SIG | exit N | sleep SECONDS\n",
                why);
@@ -615,6 +615,17 @@ int op_sleep(const std::string& arg) {
   return print("OK");
 }
 
+// Listens on 127.0.0.1:PORT for SECONDS (connections wait in the backlog), then exits.
+int op_listen(const std::string& port, const std::string& seconds) {
+  addrinfo* ai = numeric_address("127.0.0.1", port, SOCK_STREAM);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int err = fd < 0 ? errno : errno_of(::bind(fd, ai->ai_addr, ai->ai_addrlen));
+  ::freeaddrinfo(ai);
+  if (err == 0) err = errno_of(::listen(fd, 64));
+  if (err != 0) return print(result(err));
+  return op_sleep(seconds);
+}
+
 struct Op {
   const char* name;
   int min_args;
@@ -660,6 +671,7 @@ int main(int argc, char** argv) {
       {"cwd", 0, 0, [](V) { return op_cwd(); }},
       {"connect", 2, 2, [](V v) { return op_connect(v[0], v[1]); }},
       {"udp", 2, 2, [](V v) { return op_udp(v[0], v[1]); }},
+      {"listen", 2, 2, [](V v) { return op_listen(v[0], v[1]); }},
       {"uconnect", 1, 1, [](V v) { return op_uconnect(v[0]); }},
       {"ctl", 2, 2, [](V v) { return op_ctl(v[0], v[1]); }},
       {"resolve", 1, 1, [](V v) { return op_resolve(v[0]); }},
