@@ -252,12 +252,17 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   }
   ss.newroot = ws.stage / "root";
   ss.control_fd = ws.conn.get();
-  if (spec.net != NetMode::Host) {
-    // Never the host's network by accident: a workspace that offers no namespace of its
-    // own (its supervisor runs another profile text) is refused.
-    if (!ws.netns) throw Error("workspace " + name + " has no network namespace for this profile's network mode; end its sessions and start again");
-    ss.net_fd = ws.netns.get();
+  // The network is the workspace's, made from the profile as it was when the workspace
+  // started: a session whose profile now says another mode is refused rather than given
+  // the old one ("none" joining a workspace whose proxy leads out, say).
+  const char want = spec.net == NetMode::Host ? 'h' : spec.net == NetMode::None ? 'n' : 'a';
+  if (ws.net_mode != want || (want != 'h' && !ws.netns)) {
+    auto mode = [](char c) { return c == 'h' ? "host" : c == 'n' ? "none" : "allowlist"; };
+    throw Error(std::string("workspace ") + name + " runs with network mode \"" + mode(ws.net_mode) +
+                "\", but its profile now says \"" + mode(want) +
+                "\": end its sessions (pw ps) to start it afresh with the new settings");
   }
+  if (ws.netns) ss.net_fd = ws.netns.get();
   // Cloned here, in the workspace's mount namespace, where the anchor lives; the session
   // attaches the clone in its own namespace.
   Fd vault_tree;

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,6 +28,7 @@ enum class Match {
   Always,
   IoctlCmd,  // argument 1 equals one of `values` (low 32 bits)
   AnyFlag,   // argument 0 has at least one of the bits in `values` set
+  Arg0Is,    // argument 0 equals one of `values` (low 32 bits: an int argument)
 };
 
 struct Value {
@@ -79,6 +81,12 @@ std::vector<Rule> policy(const ProfileSpec& spec) {
   rules.push_back({{"kexec_load", "kexec_file_load", "init_module", "finit_module",
                     "delete_module"},
                    Match::Always, {}, EPERM, "replacing the kernel or loading kernel modules"});
+  if (spec.net != NetMode::Host) {
+    // The one socket family that ignores network namespaces: in a VM guest it reaches the
+    // hypervisor's host and its services, around "none" and the allowlist alike.
+    rules.push_back({{"socket"}, Match::Arg0Is, {PW_VALUE(AF_VSOCK)}, EPERM,
+                     "vsock, which no network namespace confines (a VM guest's line to its host)"});
+  }
   if (!agent) return rules;
 
   // personality() is deliberately not filtered. Its risky bits (ADDR_NO_RANDOMIZE,
@@ -163,6 +171,17 @@ void add_rule(scmp_filter_ctx ctx, const Rule& rule) {
         for (const Value& v : rule.values) {
           scmp_arg_cmp cmp{};
           cmp.arg = 1;
+          cmp.op = SCMP_CMP_MASKED_EQ;
+          cmp.datum_a = 0xffffffffu;
+          cmp.datum_b = v.value;
+          check(seccomp_rule_add_array(ctx, action, nr, 1, &cmp),
+                std::string("rule for ") + name + " " + v.name);
+        }
+        break;
+      case Match::Arg0Is:
+        for (const Value& v : rule.values) {
+          scmp_arg_cmp cmp{};
+          cmp.arg = 0;
           cmp.op = SCMP_CMP_MASKED_EQ;
           cmp.datum_a = 0xffffffffu;
           cmp.datum_b = v.value;
@@ -289,6 +308,9 @@ std::vector<std::string> describe(const ProfileSpec& spec) {
         break;
       case Match::IoctlCmd:
         line += " " + join(rule.values, ", ");
+        break;
+      case Match::Arg0Is:
+        line += " of " + join(rule.values, ", ");
         break;
       case Match::AnyFlag:
         line += rule.values.size() == 1 ? " with " : " with any of ";

@@ -182,11 +182,13 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   net::ProxyProcess proxy;
   std::optional<net::ProxyProcessConfig> proxy_config;
   bool own_net = false, proxy_listener = false;
+  char net_mode = 'h';  // as the hello reply names it: h(ost), n(one), a(llowlist)
   WorkspaceNet net;
   try {
     ProfileSpec spec = load_profile(name);
     own_net = spec.net != NetMode::Host;
     proxy_listener = spec.net == NetMode::Allowlist;
+    net_mode = spec.net == NetMode::Host ? 'h' : spec.net == NetMode::None ? 'n' : 'a';
     if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
     if (spec.net == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {
       proxy_config = net::proxy_config(spec);  // a bad entry is reported to the client
@@ -248,12 +250,21 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     for (const auto& [fd, c] : clients) fds.push_back({fd, POLLIN, 0});
     const size_t first_vault = fds.size();
     for (int fd : vault.fds()) fds.push_back({fd, POLLIN, 0});
+    // The proxy never writes to its control socket: any event there is its end.
+    const size_t proxy_at = fds.size();
+    if (proxy.control) fds.push_back({proxy.control.get(), POLLIN, 0});
     int timeout = had_session ? -1 : kIdleTimeoutMs;
     int r = ::poll(fds.data(), fds.size(), timeout);
     if (r < 0 && errno == EINTR) continue;
     if (r == 0 && !had_session) break;
 
-    for (size_t i = first_vault; i < fds.size(); ++i) {
+    if (proxy.control && fds[proxy_at].revents) {
+      // The proxy died (killed, out of memory): its listener went with it, and a session
+      // could take 127.0.0.1:3128 to hear the others' requests. The workspace ends; its
+      // sessions are told the supervisor went away.
+      break;
+    }
+    for (size_t i = first_vault; i < proxy_at; ++i) {
       if (fds[i].revents) vault.on_ready(fds[i].fd);
     }
     for (size_t i = 1; i < first_vault; ++i) {
@@ -301,12 +312,14 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
             c.info.pid = proto::peer_pid(conn.get());
             c.info.started = static_cast<long>(::time(nullptr));
             std::getline(in >> std::ws, c.info.summary);
-            // "ok NET VAULT STAGE": which of the optional fds follow the three fixed ones.
+            // "ok NET VAULT STAGE": the network mode the workspace was made with (h, n or a:
+            // a namespace follows the three fixed fds unless h) and whether the vault anchor
+            // follows (1 or 0). The client refuses a mode its profile no longer has.
             std::vector<int> give = {userns.get(), mntns.get(), stage_root.get()};
             if (net.ns) give.push_back(net.ns.get());
             if (vault.anchor_fd() >= 0) give.push_back(vault.anchor_fd());
             proto::send(conn.get(),
-                        std::string("ok ") + (net.ns ? "1 " : "0 ") + (vault.anchor_fd() >= 0 ? "1 " : "0 ") +
+                        std::string("ok ") + net_mode + (vault.anchor_fd() >= 0 ? " 1 " : " 0 ") +
                             paths.stage.string(),
                         give);
             int fd = conn.get();

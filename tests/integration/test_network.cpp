@@ -168,3 +168,72 @@ TEST_CASE("ssh-agent forward: only the allowed key is listed and signs; the agen
   CHECK(it::run({"/bin/sh", "-c", "ssh-add -l | wc -l"}, env).out == "2\n");
   host("kill " + agent_pid);
 }
+
+namespace {
+
+// The pid of the network proxy of workspace `name` (a fork of its supervisor, named
+// pw-netproxy), or 0.
+pid_t proxy_pid(const std::string& name) {
+  for (pid_t pid : it::pids_with("__supervise " + name + " ")) {
+    if (it::read_file("/proc/" + std::to_string(pid) + "/comm") == "pw-netproxy\n") return pid;
+  }
+  return 0;
+}
+
+std::string allowlist_profile(const fs::path& dir) {
+  return "[project]\ndir = \"" + dir.string() +
+         "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n"
+         "[network]\nmode = \"allowlist\"\nallow = [\"allowed.test:443\"]\n";
+}
+
+}  // namespace
+
+TEST_CASE("a workspace's network mode is fixed at its start: a session whose profile changed is refused",
+          "[network]") {
+  auto& w = World::get();
+  const std::string name = "netmode-llm";
+  w.write_profile(name, allowlist_profile(w.project));
+  const std::string tag = "sleep 31." + std::to_string(::getpid());
+  pid_t bg = it::spawn_bg({PW_BIN, name, "--", "/bin/sh", "-c", tag}, w.env);
+  REQUIRE(it::wait_for([&] { return !it::pids_with(tag).empty(); }, 10000));
+  // Same mode: joins.
+  CHECK(w.pw({name, "--", "/bin/true"}).rc == 0);
+  // Now "none": joining would hand the session the workspace's way out through its proxy.
+  w.write_profile(name, "[project]\ndir = \"" + w.project.string() +
+                            "\"\nposture = \"agent\"\nshell = \"/bin/sh\"\n[network]\nmode = \"none\"\n");
+  auto r = w.pw({name, "--", "/bin/echo", "ran"});
+  INFO(r.err);
+  CHECK(r.rc != 0);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("runs with network mode \"allowlist\", but its profile now says \"none\"") != std::string::npos);
+  ::kill(bg, SIGTERM);
+  int st;
+  REQUIRE(::waitpid(bg, &st, 0) == bg);
+  // Once it has ended, the new mode applies.
+  CHECK(it::wait_for([&] { return w.pw({name, "--", "/bin/true"}).rc == 0; }, 10000));
+}
+
+TEST_CASE("the workspace ends when its network proxy dies", "[network]") {
+  auto& w = World::get();
+  const std::string name = "proxydeath-llm";
+  w.write_profile(name, allowlist_profile(w.project));
+  const std::string tag = "sleep 32." + std::to_string(::getpid());
+  pid_t bg = it::spawn_bg({PW_BIN, name, "--", "/bin/sh", "-c", tag}, w.env);
+  REQUIRE(it::wait_for([&] { return !it::pids_with(tag).empty(); }, 10000));
+  pid_t proxy = 0;
+  REQUIRE(it::wait_for([&] { return (proxy = proxy_pid(name)) != 0; }, 10000));
+  // Killed from outside (an agent cannot reach it): its 127.0.0.1:3128 listener is gone,
+  // and a session could otherwise bind that port to hear the others' requests.
+  REQUIRE(::kill(proxy, SIGKILL) == 0);
+  int st = 0;
+  const bool ended = it::wait_for([&] { return ::waitpid(bg, &st, WNOHANG) == bg; }, 10000);
+  if (!ended) {
+    ::kill(bg, SIGKILL);
+    ::waitpid(bg, &st, 0);
+  }
+  REQUIRE(ended);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) != 0);
+  CHECK(it::pids_with(tag).empty());
+  CHECK(it::wait_for([&] { return it::pids_with("__supervise " + name + " ").empty(); }, 10000));
+}

@@ -193,6 +193,9 @@ TEST_CASE("the agent posture has no network but loopback", "[sandbox][net]") {
   auto& w = World::get();
   CHECK(w.probe("demo-llm", {"connect", "127.0.0.1", "22"}) == "ECONNREFUSED");
   CHECK(w.probe("demo-llm", {"udp", "192.0.2.1", "53"}) == "ENETUNREACH");
+  // vsock ignores network namespaces (a VM guest's line to its host): refused by seccomp,
+  // whether or not this machine has it (here, outside, it would be OK or EAFNOSUPPORT).
+  CHECK(w.probe("demo-llm", {"vsock"}) == "EPERM");
 }
 
 TEST_CASE("masks hide files, dirs, sockets and fifos; symlinks keep their path", "[sandbox][plan]") {

@@ -115,7 +115,7 @@ std::string signal_name(int sig) {
                "           userns | io_uring | x32 | i386 | tiocsti | tiocsti-fd PATH |\n"
                "           perf | kexec\n"
                "  process: env NAME | envdump | uid | caps | pidcount | pid | hostname | cwd\n"
-               "  network: connect HOST PORT | udp HOST PORT | resolve NAME | listen PORT SECONDS |\n"
+               "  network: connect HOST PORT | udp HOST PORT | resolve NAME | listen PORT SECONDS | vsock |\n"
                "           uconnect PATH|@ABSTRACT | ctl SOCKET MESSAGE\n"
                "  control: kill-self SIG | exit N | sleep SECONDS\n",
                why);
@@ -626,6 +626,14 @@ int op_listen(const std::string& port, const std::string& seconds) {
   return op_sleep(seconds);
 }
 
+// Creates an AF_VSOCK stream socket (the family network namespaces do not confine).
+int op_vsock() {
+  const int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int err = fd < 0 ? errno : 0;
+  if (fd >= 0) ::close(fd);
+  return print(result(err));
+}
+
 struct Op {
   const char* name;
   int min_args;
@@ -672,6 +680,7 @@ int main(int argc, char** argv) {
       {"connect", 2, 2, [](V v) { return op_connect(v[0], v[1]); }},
       {"udp", 2, 2, [](V v) { return op_udp(v[0], v[1]); }},
       {"listen", 2, 2, [](V v) { return op_listen(v[0], v[1]); }},
+      {"vsock", 0, 0, [](V) { return op_vsock(); }},
       {"uconnect", 1, 1, [](V v) { return op_uconnect(v[0]); }},
       {"ctl", 2, 2, [](V v) { return op_ctl(v[0], v[1]); }},
       {"resolve", 1, 1, [](V v) { return op_resolve(v[0]); }},
