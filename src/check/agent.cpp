@@ -297,6 +297,12 @@ std::string run_op(const std::vector<std::string>& op) {
   if (o == "uconnect") return op_uconnect(arg(1));
   if (o == "tcp") return op_inet(arg(1), arg(2), false);
   if (o == "udp") return op_inet(arg(1), arg(2), true);
+  if (o == "vsock") {
+    const int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const std::string r = of(fd);
+    if (fd >= 0) ::close(fd);
+    return r;
+  }
   if (o == "resolve") return op_resolve(arg(1));
   return "EINVAL";
 }
