@@ -168,20 +168,11 @@ void add_rule(scmp_filter_ctx ctx, const Rule& rule) {
         check(seccomp_rule_add_array(ctx, action, nr, 0, nullptr), std::string("rule for ") + name);
         break;
       case Match::IoctlCmd:
-        for (const Value& v : rule.values) {
-          scmp_arg_cmp cmp{};
-          cmp.arg = 1;
-          cmp.op = SCMP_CMP_MASKED_EQ;
-          cmp.datum_a = 0xffffffffu;
-          cmp.datum_b = v.value;
-          check(seccomp_rule_add_array(ctx, action, nr, 1, &cmp),
-                std::string("rule for ") + name + " " + v.name);
-        }
-        break;
       case Match::Arg0Is:
+        // An int argument (ioctl's cmd, socket's domain): compared on its low 32 bits.
         for (const Value& v : rule.values) {
           scmp_arg_cmp cmp{};
-          cmp.arg = 0;
+          cmp.arg = rule.match == Match::IoctlCmd ? 1 : 0;
           cmp.op = SCMP_CMP_MASKED_EQ;
           cmp.datum_a = 0xffffffffu;
           cmp.datum_b = v.value;

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -28,6 +29,7 @@
 
 namespace {
 
+using pw::NetMode;
 using pw::Posture;
 using pw::ProfileSpec;
 using pw::SeccompMode;
@@ -122,6 +124,22 @@ TEST_CASE("terminal injection ioctls are denied on their low 32 bits", "[seccomp
       CHECK(f.call(SYS_ioctl, 0, TCGETS) == kAllow);
       CHECK(f.call(SYS_ioctl, 0, TIOCGWINSZ) == kAllow);
       CHECK(f.call(SYS_ioctl, 0, 0x100000000ull | TCGETS) == kAllow);
+    }
+  }
+}
+
+TEST_CASE("vsock is denied unless the network is the host's, on the domain's low 32 bits", "[seccomp]") {
+  for (Posture p : {Posture::Human, Posture::Agent}) {
+    for (NetMode net : {NetMode::None, NetMode::Allowlist, NetMode::Host}) {
+      ProfileSpec s = spec_for(p);
+      s.net = net;
+      const Eval f(s);
+      INFO("posture " << to_string(p) << ", network " << to_string(net));
+      const std::uint32_t want = net == NetMode::Host ? kAllow : kEperm;
+      CHECK(f.call(SYS_socket, AF_VSOCK, SOCK_STREAM) == want);
+      CHECK(f.call(SYS_socket, 0xffffffff00000000ull | AF_VSOCK, SOCK_DGRAM) == want);
+      CHECK(f.call(SYS_socket, AF_INET, SOCK_STREAM) == kAllow);
+      CHECK(f.call(SYS_socket, AF_UNIX, SOCK_STREAM) == kAllow);
     }
   }
 }
