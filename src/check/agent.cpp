@@ -36,6 +36,8 @@
 #include <vector>
 
 #include "check/wallcheck.hpp"
+#include "util/fd.hpp"
+#include "workspace/protocol.hpp"
 
 namespace pw::check {
 namespace {
@@ -219,6 +221,27 @@ std::string op_uconnect(const std::string& name) {
   return r;
 }
 
+// Asks a workspace socket for a session, as `pw NAME` does. "OK" when it answers with the
+// workspace's descriptors (namespaces, staging dir: a way out of any view), else why not.
+std::string op_ctl_session(const std::string& path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof a.sun_path) return "EINVAL";
+  std::memcpy(a.sun_path, path.data(), path.size());
+  Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) return errname(errno);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return errname(errno);
+  try {
+    pw::proto::send(s.get(), "hello " + std::to_string(pw::proto::kVersion) + " session pw-check");
+    std::string reply;
+    std::vector<Fd> fds;
+    if (!pw::proto::recv(s.get(), reply, &fds)) return "CLOSED";
+    return fds.empty() && reply.rfind("ok", 0) != 0 ? "REFUSED" : "OK";
+  } catch (const std::exception&) {
+    return "CLOSED";
+  }
+}
+
 std::string op_inet(const std::string& host, const std::string& port, bool udp) {
   addrinfo hints{}, *ai = nullptr;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
@@ -295,6 +318,7 @@ std::string run_op(const std::vector<std::string>& op) {
   }
 #endif
   if (o == "uconnect") return op_uconnect(arg(1));
+  if (o == "ctl-session") return op_ctl_session(arg(1));
   if (o == "tcp") return op_inet(arg(1), arg(2), false);
   if (o == "udp") return op_inet(arg(1), arg(2), true);
   if (o == "vsock") {

@@ -439,6 +439,16 @@ std::vector<Check> Builder::build() {
   if (spec_.vault) {
     add("pw", "vault cipherdir", {"ls", spec_.vault->cipherdir.string()}, "denied", "vault cipherdirs are always hidden");
   }
+  // The control socket answers a session request with the workspace's namespaces and
+  // staging dir, a way out of the view: no session reaches it. A human session with a vault
+  // reaches the vault socket, which serves vault requests only.
+  add("pw", "session request on the control socket",
+      {"ctl-session", (runtime_dir_path() / (spec_.name + ".sock")).string()}, "denied", "pw runtime dir (always hidden)");
+  if (spec_.vault && spec_.posture == Posture::Human) {
+    add("pw", "session request on the vault socket",
+        {"ctl-session", (runtime_dir_path() / (spec_.name + ".vault.sock")).string()}, "denied",
+        "the vault socket serves vault requests only");
+  }
   return std::move(checks_);
 }
 

@@ -59,7 +59,9 @@ PlanContext plan_context(const ProfileSpec& spec, const HostFacts& host, bool fo
   // pw's state dir (every workspace's network log): none of any session's business.
   ctx.always_hidden.push_back(net::log_path(spec.name).parent_path().parent_path());
   if (spec.posture == Posture::Human) {
-    ctx.control_socket = ctx.runtime_dir / (spec.name + ".sock");
+    // The vault-only socket, never the control socket: that one hands out the workspace's
+    // namespaces and staging dir, a way out of any session that could reach it.
+    if (spec.vault) ctx.control_socket = ctx.runtime_dir / (spec.name + ".vault.sock");
     std::error_code ec;
     ctx.self_exe = fs::read_symlink("/proc/self/exe", ec);
     if (spec.vault) ctx.vault_source = ctx.workspace_dir / "vault";

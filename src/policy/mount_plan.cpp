@@ -236,7 +236,7 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
           ctx.vault_source);
     }
     if (!ctx.control_socket.empty()) {
-      add(ctx.control_socket, Access::ReadWrite, "pw: this workspace's control socket (for pw vault)",
+      add(ctx.control_socket, Access::ReadWrite, "pw: this workspace's vault socket (pw vault; vault requests only)",
           std::nullopt, true);
     }
   }

@@ -71,9 +71,10 @@ struct PlanContext {
   std::filesystem::path workspace_dir;  // this workspace's staging dir (has tmp/, home/)
   std::filesystem::path data_dir;       // pw's data dir (vault cipherdirs): always hidden
   std::vector<std::filesystem::path> always_hidden;  // more forced hides (vault cipherdirs)
-  // Human posture only: the workspace's control socket and pw itself, each at its own path
-  // (so `pw vault` works inside the session), and the vault's mountpoint, bound from the
-  // workspace's shared vault dir (empty while locked). Empty paths: not planned.
+  // Human posture only: the workspace's vault socket (not its control socket) and pw
+  // itself, each at its own path (so `pw vault` works inside the session), and the vault's
+  // mountpoint, bound from the workspace's shared vault dir (empty while locked). Empty
+  // paths: not planned.
   std::filesystem::path control_socket;
   std::filesystem::path self_exe;
   std::filesystem::path vault_source;  // <workspace_dir>/vault

@@ -185,7 +185,8 @@ std::vector<WorkspaceInfo> list_workspaces() {
   fs::path dir = runtime_dir();
   std::error_code ec;
   for (const auto& ent : fs::directory_iterator(dir, ec)) {
-    if (ent.path().extension() != ".sock") continue;
+    // NAME.sock only: NAME.vault.sock serves vault requests alone.
+    if (ent.path().extension() != ".sock" || ent.path().stem().extension() == ".vault") continue;
     try {
       Fd conn = connect_own_socket(ent.path());  // refuses symlinks and others' sockets
       if (!conn) continue;

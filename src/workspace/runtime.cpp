@@ -86,7 +86,7 @@ fs::path runtime_dir() {
 
 WorkspacePaths workspace_paths(const std::string& name) {
   fs::path dir = runtime_dir();
-  return {dir / (name + ".sock"), dir / (name + ".lock"), dir / (name + ".ws")};
+  return {dir / (name + ".sock"), dir / (name + ".vault.sock"), dir / (name + ".lock"), dir / (name + ".ws")};
 }
 
 }  // namespace pw

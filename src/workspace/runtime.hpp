@@ -18,7 +18,11 @@ std::filesystem::path runtime_dir();
 std::filesystem::path runtime_dir_path();
 
 struct WorkspacePaths {
-  std::filesystem::path sock;   // control socket
+  std::filesystem::path sock;   // control socket: never reachable from a session
+  // The one socket a session may reach (bound into human sessions of a profile with a
+  // vault, as $PW_CONTROL_SOCKET): it serves vault requests only, never a namespace or any
+  // other descriptor.
+  std::filesystem::path vault_sock;
   std::filesystem::path lock;   // held (flock) by the live supervisor
   std::filesystem::path stage;  // staging dir; a tmpfs inside the workspace's namespace
 };

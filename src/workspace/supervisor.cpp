@@ -174,7 +174,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
 
   long started = static_cast<long>(::time(nullptr));
   WorkspacePaths paths = workspace_paths(name);
-  Fd listener, userns, mntns, stage_root;
+  Fd listener, vault_listener, userns, mntns, stage_root;
   // The vault's settings are read once, as the user, before entering the namespace.
   fs::path cipherdir;
   // The network proxy (allowlist and ssh-agent forward modes): forked now, as the user in
@@ -215,12 +215,14 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     mntns.reset(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
     if (!userns || !mntns) throw SysError("open namespace files");
     listener = listen_on(paths.sock);
+    if (vault.configured()) vault_listener = listen_on(paths.vault_sock);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pw: workspace %s: %s\n", name.c_str(), e.what());
     return 1;
   }
-  struct stat sock_st {};
+  struct stat sock_st {}, vault_sock_st {};
   ::lstat(paths.sock.c_str(), &sock_st);
+  if (vault_listener) ::lstat(paths.vault_sock.c_str(), &vault_sock_st);
   if (::write(ready.get(), "1", 1) != 1) return 1;
   ready.reset();
   ::dup2(devnull.get(), 2);
@@ -247,6 +249,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   for (;;) {
     std::vector<struct pollfd> fds;
     fds.push_back({listener.get(), POLLIN, 0});
+    fds.push_back({vault_listener ? vault_listener.get() : -1, POLLIN, 0});  // -1: ignored
     for (const auto& [fd, c] : clients) fds.push_back({fd, POLLIN, 0});
     const size_t first_vault = fds.size();
     for (int fd : vault.fds()) fds.push_back({fd, POLLIN, 0});
@@ -267,7 +270,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     for (size_t i = first_vault; i < proxy_at; ++i) {
       if (fds[i].revents) vault.on_ready(fds[i].fd);
     }
-    for (size_t i = 1; i < first_vault; ++i) {
+    for (size_t i = 2; i < first_vault; ++i) {
       if (!fds[i].revents) continue;
       Client& c = clients[fds[i].fd];
       std::string msg;
@@ -291,8 +294,13 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
         }
       }
     }
-    if (fds[0].revents & POLLIN) {
-      Fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    for (size_t l = 0; l < 2; ++l) {
+      if (!(fds[l].revents & POLLIN)) continue;
+      // The vault socket is the one sessions can reach: it serves vault requests and
+      // nothing else (a session that got the namespaces or the staging tmpfs would be out
+      // of its view).
+      const bool vault_only = l == 1;
+      Fd conn(::accept4(fds[l].fd, nullptr, nullptr, SOCK_CLOEXEC));
       if (conn) {
         try {
           // The user appears as our euid inside this namespace; anyone else does not.
@@ -306,6 +314,8 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
           in >> word >> version >> kind;
           if (word != "hello" || version != proto::kVersion) {
             proto::send(conn.get(), "error protocol version mismatch: restart the workspace");
+          } else if (vault_only && kind != "vault") {
+            proto::send(conn.get(), "error this socket serves vault requests only");
           } else if (kind == "session") {
             Client c;
             c.is_session = true;
@@ -367,6 +377,10 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   if (::lstat(paths.sock.c_str(), &now) == 0 && now.st_ino == sock_st.st_ino &&
       now.st_dev == sock_st.st_dev) {
     ::unlink(paths.sock.c_str());
+  }
+  if (vault_listener && ::lstat(paths.vault_sock.c_str(), &now) == 0 &&
+      now.st_ino == vault_sock_st.st_ino && now.st_dev == vault_sock_st.st_dev) {
+    ::unlink(paths.vault_sock.c_str());
   }
   return 0;
 }

@@ -302,15 +302,16 @@ TEST_CASE("mounts below a read-only bind are read-only too", "[sandbox][plan]") 
   CHECK(r.out == "OK\n");
 }
 
-TEST_CASE("the control socket is out of an agent session's reach", "[sandbox]") {
+TEST_CASE("the control socket is out of every session's reach", "[sandbox]") {
   auto& w = World::get();
   // Its own workspace's socket (the session is running, so the socket exists on the host),
   // and the human posture's.
   for (const char* s : {"demo-llm", "demo"}) {
     CHECK(w.probe("demo-llm", {"stat", (w.runtime / "pw" / (std::string(s) + ".sock")).string()}) == "ENOENT");
   }
-  // A human session gets its own socket (for pw vault) and no other workspace's.
-  CHECK(w.probe("demo", {"stat", (w.runtime / "pw" / "demo.sock").string()}) == "OK");
+  // Nor from the human posture: it hands out the workspace's namespaces and staging dir.
+  // (A profile with a vault gets its vault-only socket instead: test_vault.cpp.)
+  CHECK(w.probe("demo", {"stat", (w.runtime / "pw" / "demo.sock").string()}) == "ENOENT");
   pid_t bg = it::spawn_bg({PW_BIN, "other", "--", "/bin/sleep", "5"}, w.env);
   REQUIRE(it::wait_for([&] { return fs::exists(w.runtime / "pw" / "other.sock"); }, 10000));
   CHECK(w.probe("demo", {"stat", (w.runtime / "pw" / "other.sock").string()}) == "ENOENT");

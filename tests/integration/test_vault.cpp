@@ -182,6 +182,16 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
   auto st = w.pw({"vault", "status", v.name});
   CHECK(st.out.find("unlocked, seen by 1 session(s)") != std::string::npos);
 
+  // The one socket a session reaches serves vault requests and nothing else: asked for a
+  // session (the workspace's namespaces and staging dir, a way out of the view) or a
+  // listing, it refuses and hands over no descriptor. The control socket is not there.
+  const fs::path vsock = w.runtime / "pw" / (v.name + ".vault.sock");
+  CHECK(v.in_session("echo $PW_CONTROL_SOCKET").out == vsock.string() + "\n");
+  CHECK(v.probe(v.name, {"ctl", vsock.string(), "hello 3 session x"}) == "REPLY error fds=0");
+  CHECK(v.probe(v.name, {"ctl", vsock.string(), "hello 3 ps"}) == "REPLY error fds=0");
+  CHECK(v.probe(v.name, {"ctl", vsock.string(), "hello 3 vault status"}) == "REPLY ok fds=0");
+  CHECK(v.probe(v.name, {"stat", (w.runtime / "pw" / (v.name + ".sock")).string()}) == "ENOENT");
+
   // Nothing outside the workspace sees it.
   CHECK(try_read(v.mnt / "two.txt") == "ENOENT");
   CHECK(fs::is_empty(v.mnt));
