@@ -304,7 +304,10 @@ int vault_lock(const std::string& name) {
     return 0;
   }
   if (reply.rfind("ok", 0) != 0) throw Error("vault of '" + t.name + "': " + reply);
-  out::info(t.name + ": locked");
+  // Named as the workspace that answered: inside a session the socket is $PW_CONTROL_SOCKET,
+  // whatever $PW_PROFILE says.
+  const std::string locked = "ok locked ";
+  out::info((reply.rfind(locked, 0) == 0 ? reply.substr(locked.size()) : t.name) + ": locked");
   return 0;
 }
 

@@ -345,7 +345,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
               vault.begin_unlock(passed.empty() ? Fd() : std::move(passed[0]), std::move(conn));
             } else if (op == "lock") {
               vault.lock();
-              proto::send(conn.get(), "ok locked");
+              proto::send(conn.get(), "ok locked " + name);  // the name: the client's may be wrong
             } else if (op == "status") {
               proto::send(conn.get(), vault.configured() ? ps_reply(name, started, clients, vault)
                                                          : "error this profile has no [vault]");

@@ -301,6 +301,12 @@ TEST_CASE("vault: passphrases by file and fd, wrong ones, passwd, a damaged conf
   CHECK(r.out.find("\nk") == std::string::npos);
   r = v.in_session(std::string(PW_BIN) + " vault unlock --passphrase-fd 3 3<" + v.pass.string() + " && cat .vault/k");
   CHECK(r.out.find("kept") != std::string::npos);
+  // A $PW_PROFILE changed by hand does not change which vault is locked, nor the name shown.
+  r = v.in_session("PW_PROFILE=someone-else " + std::string(PW_BIN) + " vault lock");
+  INFO(r.err);
+  CHECK(r.out == v.name + ": locked\n");
+  r = v.in_session(std::string(PW_BIN) + " vault unlock --passphrase-fd 3 3<" + v.pass.string() + " && cat .vault/k");
+  CHECK(r.out.find("kept") != std::string::npos);
   // Not from the agent posture: it has no control socket and no pw vault.
   CHECK(w.pw({v.name + "-llm", "--", PW_BIN, "vault", "lock"}).rc != 0);
   CHECK(v.ask("b") == "k\nkept\n");
