@@ -177,17 +177,15 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   Fd listener, vault_listener, userns, mntns, stage_root;
   // The vault's settings are read once, as the user, before entering the namespace.
   fs::path cipherdir;
-  // The network proxy (allowlist and ssh-agent forward modes): forked now, as the user in
-  // the host's network namespace; the sessions hand it their listening sockets.
+  // The network proxy (allowlist and ssh-agent forward modes): forked below, as the user in
+  // the host's network namespace; it serves the workspace's 127.0.0.1:3128 and the ssh-agent
+  // sockets the sessions hand over.
   net::ProxyProcess proxy;
   std::optional<net::ProxyProcessConfig> proxy_config;
-  bool own_net = false, proxy_listener = false;
   char net_mode = 'h';  // as the hello reply names it: h(ost), n(one), a(llowlist)
   WorkspaceNet net;
   try {
     ProfileSpec spec = load_profile(name);
-    own_net = spec.net != NetMode::Host;
-    proxy_listener = spec.net == NetMode::Allowlist;
     net_mode = spec.net == NetMode::Host ? 'h' : spec.net == NetMode::None ? 'n' : 'a';
     if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
     if (spec.net == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {
@@ -205,7 +203,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) throw SysError("make mounts slave");
     stage_root = populate_stage(paths.stage, stage_st);
     if (vault.configured()) vault.prepare();
-    if (own_net) net = make_workspace_net(proxy_listener);
+    if (net_mode != 'h') net = make_workspace_net(net_mode == 'a');
     // After the id maps are written: nothing of this process may be read through ptrace or
     // /proc by other processes of the user, and no core dump.
     ::prctl(PR_SET_DUMPABLE, 0);
