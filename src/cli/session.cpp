@@ -262,11 +262,9 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   // The network is the workspace's, made from the profile as it was when the workspace
   // started: a session whose profile now says another mode is refused rather than given
   // the old one ("none" joining a workspace whose proxy leads out, say).
-  const char want = spec.net == NetMode::Host ? 'h' : spec.net == NetMode::None ? 'n' : 'a';
-  if (ws.net_mode != want || (want != 'h' && !ws.netns)) {
-    auto mode = [](char c) { return c == 'h' ? "host" : c == 'n' ? "none" : "allowlist"; };
-    throw Error(std::string("workspace ") + name + " runs with network mode \"" + mode(ws.net_mode) +
-                "\", but its profile now says \"" + mode(want) +
+  if (ws.net_mode != spec.net) {
+    throw Error(std::string("workspace ") + name + " runs with network mode \"" + to_string(ws.net_mode) +
+                "\", but its profile now says \"" + to_string(spec.net) +
                 "\": end its sessions (pw ps) to start it afresh with the new settings");
   }
   if (ws.netns) ss.net_fd = ws.netns.get();

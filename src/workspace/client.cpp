@@ -97,14 +97,15 @@ Joined join_workspace(const std::string& name, const std::string& summary, Fd st
       if (proto::recv(conn.get(), reply, &fds)) {
         // "ok NET VAULT STAGE" (protocol 3): the workspace's network mode (h, n, a: a
         // namespace fd follows the fixed three unless h) and whether the vault anchor follows.
+        NetMode mode = NetMode::Host;
         const bool ok = reply.size() > 7 && reply.compare(0, 3, "ok ") == 0 && reply[4] == ' ' &&
-                        reply[6] == ' ' && (reply[3] == 'h' || reply[3] == 'n' || reply[3] == 'a') &&
+                        reply[6] == ' ' && proto::net_from_code(reply[3], mode) &&
                         (reply[5] == '0' || reply[5] == '1');
         if (ok) {
-          const bool net = reply[3] != 'h', vault = reply[5] == '1';
+          const bool net = mode != NetMode::Host, vault = reply[5] == '1';
           if (fds.size() == 3u + net + vault) {
             Joined j{std::move(conn), std::move(fds[0]), std::move(fds[1]), reply.substr(7),
-                     std::move(fds[2]), Fd(), Fd(), reply[3]};
+                     std::move(fds[2]), Fd(), Fd(), mode};
             if (net) j.netns = std::move(fds[3]);
             if (vault) j.vault_anchor = std::move(fds[3 + net]);
             return j;

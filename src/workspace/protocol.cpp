@@ -10,6 +10,25 @@
 
 namespace pw::proto {
 
+char net_code(NetMode mode) {
+  switch (mode) {
+    case NetMode::Host: return 'h';
+    case NetMode::None: return 'n';
+    case NetMode::Allowlist: return 'a';
+  }
+  return '?';
+}
+
+bool net_from_code(char c, NetMode& mode) {
+  for (NetMode m : {NetMode::Host, NetMode::None, NetMode::Allowlist}) {
+    if (net_code(m) == c) {
+      mode = m;
+      return true;
+    }
+  }
+  return false;
+}
+
 void send(int sock, const std::string& text, const std::vector<int>& fds) {
   struct iovec iov = {const_cast<char*>(text.data()), text.size()};
   struct msghdr msg {};

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "profile/spec.hpp"
 #include "util/fd.hpp"
 
 namespace pw::proto {
@@ -26,6 +27,11 @@ void send(int sock, const std::string& text, const std::vector<int>& fds = {});
 // Receives one message; returns false on orderly EOF. Attached fds are returned owned and
 // close-on-exec. Throws on error.
 bool recv(int sock, std::string& text, std::vector<Fd>* fds = nullptr);
+
+// The network mode as a session's "ok" names it (one character: h, n, a), and back;
+// false for a character that names none.
+char net_code(NetMode mode);
+bool net_from_code(char c, NetMode& mode);
 
 // The uid of the peer of a connected unix socket, as seen in the caller's user namespace.
 uid_t peer_uid(int sock);

@@ -182,11 +182,11 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   // sockets the sessions hand over.
   net::ProxyProcess proxy;
   std::optional<net::ProxyProcessConfig> proxy_config;
-  char net_mode = 'h';  // as the hello reply names it: h(ost), n(one), a(llowlist)
+  NetMode net_mode = NetMode::Host;
   WorkspaceNet net;
   try {
     ProfileSpec spec = load_profile(name);
-    net_mode = spec.net == NetMode::Host ? 'h' : spec.net == NetMode::None ? 'n' : 'a';
+    net_mode = spec.net;
     if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
     if (spec.net == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {
       proxy_config = net::proxy_config(spec);  // a bad entry is reported to the client
@@ -203,7 +203,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) throw SysError("make mounts slave");
     stage_root = populate_stage(paths.stage, stage_st);
     if (vault.configured()) vault.prepare();
-    if (net_mode != 'h') net = make_workspace_net(net_mode == 'a');
+    if (net_mode != NetMode::Host) net = make_workspace_net(net_mode == NetMode::Allowlist);
     // After the id maps are written: nothing of this process may be read through ptrace or
     // /proc by other processes of the user, and no core dump.
     ::prctl(PR_SET_DUMPABLE, 0);
@@ -327,7 +327,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
             if (net.ns) give.push_back(net.ns.get());
             if (vault.anchor_fd() >= 0) give.push_back(vault.anchor_fd());
             proto::send(conn.get(),
-                        std::string("ok ") + net_mode + (vault.anchor_fd() >= 0 ? " 1 " : " 0 ") +
+                        std::string("ok ") + proto::net_code(net_mode) + (vault.anchor_fd() >= 0 ? " 1 " : " 0 ") +
                             paths.stage.string(),
                         give);
             int fd = conn.get();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "profile/spec.hpp"
 #include "util/fd.hpp"
 
 namespace pw {
@@ -19,7 +20,7 @@ struct Joined {
   Fd stage_fd;                  // the supervisor's staging tmpfs: what `stage` must lead to
   Fd vault_anchor;              // O_PATH fd of the vault anchor, when the profile has a vault
   Fd netns;                     // the workspace's network namespace, unless the mode is "host"
-  char net_mode = 'h';          // the network mode it was made with: h(ost), n(one), a(llowlist)
+  NetMode net_mode = NetMode::Host;  // the network mode it was made with
 };
 
 // Starts the supervisor of `name` if none runs, without waiting for it: returns its

@@ -186,6 +186,14 @@ std::string allowlist_profile(const fs::path& dir) {
          "[network]\nmode = \"allowlist\"\nallow = [\"allowed.test:443\"]\n";
 }
 
+// Starts a background session of `name` running `sh -c TAG` (a sleep); returns the client
+// once the command runs.
+pid_t start_held(const World& w, const std::string& name, const std::string& tag) {
+  pid_t bg = it::spawn_bg({PW_BIN, name, "--", "/bin/sh", "-c", tag}, w.env);
+  REQUIRE(it::wait_for([&] { return !it::pids_with(tag).empty(); }, 10000));
+  return bg;
+}
+
 }  // namespace
 
 TEST_CASE("a workspace's network mode is fixed at its start: a session whose profile changed is refused",
@@ -194,8 +202,7 @@ TEST_CASE("a workspace's network mode is fixed at its start: a session whose pro
   const std::string name = "netmode-llm";
   w.write_profile(name, allowlist_profile(w.project));
   const std::string tag = "sleep 31." + std::to_string(::getpid());
-  pid_t bg = it::spawn_bg({PW_BIN, name, "--", "/bin/sh", "-c", tag}, w.env);
-  REQUIRE(it::wait_for([&] { return !it::pids_with(tag).empty(); }, 10000));
+  pid_t bg = start_held(w, name, tag);
   // Same mode: joins.
   CHECK(w.pw({name, "--", "/bin/true"}).rc == 0);
   // Now "none": joining would hand the session the workspace's way out through its proxy.
@@ -218,8 +225,7 @@ TEST_CASE("the workspace ends when its network proxy dies", "[network]") {
   const std::string name = "proxydeath-llm";
   w.write_profile(name, allowlist_profile(w.project));
   const std::string tag = "sleep 32." + std::to_string(::getpid());
-  pid_t bg = it::spawn_bg({PW_BIN, name, "--", "/bin/sh", "-c", tag}, w.env);
-  REQUIRE(it::wait_for([&] { return !it::pids_with(tag).empty(); }, 10000));
+  pid_t bg = start_held(w, name, tag);
   pid_t proxy = 0;
   REQUIRE(it::wait_for([&] { return (proxy = proxy_pid(name)) != 0; }, 10000));
   // Killed from outside (an agent cannot reach it): its 127.0.0.1:3128 listener is gone,
