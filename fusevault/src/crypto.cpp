@@ -26,6 +26,30 @@ bool aead_open(std::uint8_t* out, const std::uint8_t* c, std::size_t clen, const
                                                     key) == 0;
 }
 
+bool aes256gcm_available() { return crypto_aead_aes256gcm_is_available() == 1; }
+
+static_assert(sizeof(crypto_aead_aes256gcm_state) == kAesStateBytes);
+static_assert(crypto_aead_aes256gcm_NPUBBYTES == kAesNonceBytes);
+
+void aes256gcm_expand(void* state, const std::uint8_t* key32) {
+  crypto_aead_aes256gcm_beforenm(static_cast<crypto_aead_aes256gcm_state*>(state), key32);
+}
+
+void aes256gcm_seal(std::uint8_t* out, const std::uint8_t* m, std::size_t mlen, const std::uint8_t* ad,
+                    std::size_t adlen, const std::uint8_t* nonce12, const void* state) {
+  unsigned long long clen = 0;
+  crypto_aead_aes256gcm_encrypt_afternm(out, &clen, m, mlen, ad, adlen, nullptr, nonce12,
+                                        static_cast<const crypto_aead_aes256gcm_state*>(state));
+}
+
+bool aes256gcm_open(std::uint8_t* out, const std::uint8_t* c, std::size_t clen, const std::uint8_t* ad,
+                    std::size_t adlen, const std::uint8_t* nonce12, const void* state) {
+  if (clen < kTagBytes) return false;
+  unsigned long long mlen = 0;
+  return crypto_aead_aes256gcm_decrypt_afternm(out, &mlen, nullptr, c, clen, ad, adlen, nonce12,
+                                               static_cast<const crypto_aead_aes256gcm_state*>(state)) == 0;
+}
+
 void keyed_hash(std::uint8_t* out, std::size_t outlen, const std::uint8_t* in, std::size_t inlen,
                 const std::uint8_t* key) {
   crypto_generichash(out, outlen, in, inlen, key, kKeyBytes);

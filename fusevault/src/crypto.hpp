@@ -22,6 +22,18 @@ void aead_seal(std::uint8_t* out, const std::uint8_t* m, std::size_t mlen, const
 bool aead_open(std::uint8_t* out, const std::uint8_t* c, std::size_t clen, const std::uint8_t* ad,
                std::size_t adlen, const std::uint8_t* nonce, const std::uint8_t* key);
 
+// AES-256-GCM with a key expanded once (libsodium's precomputation interface). Needs
+// AES-NI (or ARMv8 AES): libsodium 1.0.18 has no portable fallback.
+bool aes256gcm_available();
+inline constexpr std::size_t kAesStateBytes = 512;  // sizeof(crypto_aead_aes256gcm_state)
+inline constexpr std::size_t kAesNonceBytes = 12;
+// state: kAesStateBytes, 16-byte aligned (sodium_malloc'd memory of that size is).
+void aes256gcm_expand(void* state, const std::uint8_t* key32);
+void aes256gcm_seal(std::uint8_t* out, const std::uint8_t* m, std::size_t mlen, const std::uint8_t* ad,
+                    std::size_t adlen, const std::uint8_t* nonce12, const void* state);
+bool aes256gcm_open(std::uint8_t* out, const std::uint8_t* c, std::size_t clen, const std::uint8_t* ad,
+                    std::size_t adlen, const std::uint8_t* nonce12, const void* state);
+
 // Keyed BLAKE2b (crypto_generichash) with a 32-byte key.
 void keyed_hash(std::uint8_t* out, std::size_t outlen, const std::uint8_t* in, std::size_t inlen,
                 const std::uint8_t* key);

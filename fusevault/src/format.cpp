@@ -72,7 +72,7 @@ Config parse_config(const std::uint8_t* p, std::size_t n, std::uint64_t min_ops,
   std::memcpy(c.salt.data(), p + o, 16); o += 16;
   std::memcpy(c.nonce.data(), p + o, 24); o += 24;
   std::memcpy(c.wrapped_key.data(), p + o, 48); o += 48;
-  if (c.version != kFormatVersion)
+  if (!layout_for(c.version))
     throw FormatError("unsupported vault format version " + std::to_string(c.version));
   if (c.reserved != 0) throw FormatError("config reserved field is not zero");
   if (c.flags & ~kKnownFlags) throw FormatError("config has unknown feature flags");
@@ -113,7 +113,16 @@ bool unwrap_master(const Config& c, const SecureBytes& pass, SecureBytes& master
   return true;
 }
 
-Keys::Keys(const std::uint8_t* master32) : buf_(32 * 5) {
+const Layout* layout_for(std::uint16_t version) {
+  switch (version) {
+    case kFormatV1: return &kLayoutV1;
+    case kFormatV2: return &kLayoutV2;
+    default: return nullptr;
+  }
+}
+
+Keys::Keys(const std::uint8_t* master32, std::uint16_t version) : buf_(32 * 5), layout_(layout_for(version)) {
+  if (!layout_) throw FormatError("unsupported vault format version " + std::to_string(version));
   std::memcpy(buf_.data(), master32, 32);
   crypto::kdf_subkey(buf_.data() + 32, master32, kCtxContent, 1);
   crypto::kdf_subkey(buf_.data() + 64, master32, kCtxNameSiv, 1);
@@ -128,30 +137,30 @@ void encode_header(const Header& h, std::uint8_t* out) {
   std::memcpy(out + 4, h.file_id.data(), kFileIdBytes);
 }
 
-std::optional<Header> decode_header(const std::uint8_t* p) {
+std::optional<Header> decode_header(const std::uint8_t* p, std::uint16_t version) {
   Header h;
   h.version = static_cast<std::uint16_t>(p[0] | (p[1] << 8));
-  if (h.version != kFormatVersion || p[2] != 0 || p[3] != 0) return std::nullopt;
+  if (h.version != version || p[2] != 0 || p[3] != 0) return std::nullopt;
   std::memcpy(h.file_id.data(), p + 4, kFileIdBytes);
   return h;
 }
 
-std::optional<std::uint64_t> plain_size(std::uint64_t csize) {
+std::optional<std::uint64_t> plain_size(std::uint64_t csize, const Layout& l) {
   if (csize == 0) return 0;
   if (csize < kHeaderSize) return std::nullopt;
   const std::uint64_t body = csize - kHeaderSize;
-  const std::uint64_t full = body / kCipherBlockSize;
-  const std::uint64_t rem = body % kCipherBlockSize;
+  const std::uint64_t full = body / l.cipher_block();
+  const std::uint64_t rem = body % l.cipher_block();
   if (rem == 0) return full * kBlockSize;
-  if (rem <= kBlockOverhead) return std::nullopt;
-  return full * kBlockSize + (rem - kBlockOverhead);
+  if (rem <= l.overhead) return std::nullopt;
+  return full * kBlockSize + (rem - l.overhead);
 }
 
-std::uint64_t cipher_size(std::uint64_t psize) {
+std::uint64_t cipher_size(std::uint64_t psize, const Layout& l) {
   if (psize == 0) return 0;
   const std::uint64_t full = psize / kBlockSize;
   const std::uint64_t rem = psize % kBlockSize;
-  return kHeaderSize + full * kCipherBlockSize + (rem ? rem + kBlockOverhead : 0);
+  return kHeaderSize + full * l.cipher_block() + (rem ? rem + l.overhead : 0);
 }
 
 void seal_block(std::uint8_t* out, const std::uint8_t* plain, std::size_t len, const FileId& id,
@@ -179,6 +188,59 @@ bool open_block(std::uint8_t* out, const std::uint8_t* in, std::size_t len, cons
 #else
   return crypto::aead_open(out, in + 24, len + 16, ad, sizeof ad, in, key);
 #endif
+}
+
+SessionKey::SessionKey(const Keys& k, const FileId& file, const KeyId& key_id)
+    : id_(key_id), state_(crypto::kAesStateBytes) {
+  std::uint8_t in[8 + kFileIdBytes + kKeyIdBytes] = {'f', 'v', 'b', 'l', 'k', 'k', 'e', 'y'};
+  std::memcpy(in + 8, file.data(), kFileIdBytes);
+  std::memcpy(in + 8 + kFileIdBytes, key_id.data(), kKeyIdBytes);
+  SecureBytes key(crypto::kKeyBytes);
+  crypto::keyed_hash(key.data(), crypto::kKeyBytes, in, sizeof in, k.content());
+#ifdef FUSEVAULT_BENCH_NOCRYPT
+  std::memset(state_.data(), 0, crypto::kAesStateBytes);
+#else
+  crypto::aes256gcm_expand(state_.data(), key.data());
+#endif
+}
+
+namespace {
+constexpr std::size_t kV2Nonce = kKeyIdBytes;  // offset of the nonce in a v2 block
+constexpr std::size_t kV2Ct = kKeyIdBytes + crypto::kAesNonceBytes;
+}  // namespace
+
+void seal_block_v2(std::uint8_t* out, const std::uint8_t* plain, std::size_t len, const FileId& id,
+                   std::uint64_t idx, bool last, const SessionKey& key, std::uint64_t counter) {
+  std::uint8_t ad[kBlockAdSize];
+  block_ad(ad, id, idx, last);
+  std::memcpy(out, key.id().data(), kKeyIdBytes);
+  for (int i = 0; i < 8; i++) out[kV2Nonce + i] = static_cast<std::uint8_t>(counter >> (8 * i));
+  std::memset(out + kV2Nonce + 8, 0, 4);
+#ifdef FUSEVAULT_BENCH_NOCRYPT
+  std::memmove(out + kV2Ct, plain, len);
+  std::memset(out + kV2Ct + len, 0, 16);
+#else
+  crypto::aes256gcm_seal(out + kV2Ct, plain, len, ad, sizeof ad, out + kV2Nonce, key.state());
+#endif
+}
+
+bool open_block_v2(std::uint8_t* out, const std::uint8_t* in, std::size_t len, const FileId& id,
+                   std::uint64_t idx, bool last, const SessionKey& key) {
+  if (!crypto::equal_ct(in, key.id().data(), kKeyIdBytes)) return false;
+  std::uint8_t ad[kBlockAdSize];
+  block_ad(ad, id, idx, last);
+#ifdef FUSEVAULT_BENCH_NOCRYPT
+  std::memmove(out, in + kV2Ct, len);
+  return true;
+#else
+  return crypto::aes256gcm_open(out, in + kV2Ct, len + 16, ad, sizeof ad, in + kV2Nonce, key.state());
+#endif
+}
+
+KeyId block_key_id(const std::uint8_t* in) {
+  KeyId k;
+  std::memcpy(k.data(), in, kKeyIdBytes);
+  return k;
 }
 
 bool valid_plain_name(std::string_view name) {

@@ -18,8 +18,13 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-inline constexpr std::uint16_t kFormatVersion = 1;
-inline constexpr std::uint32_t kKnownFlags = 0;  // no optional features in version 1
+// Version 1: content blocks sealed with XChaCha20-Poly1305 under random nonces.
+// Version 2: content blocks sealed with AES-256-GCM under a key per write session and
+// counter nonces (needs AES-NI). Names, symlinks and the config are the same in both.
+inline constexpr std::uint16_t kFormatV1 = 1;
+inline constexpr std::uint16_t kFormatV2 = 2;
+inline constexpr std::uint16_t kFormatVersion = kFormatV2;  // the newest
+inline constexpr std::uint32_t kKnownFlags = 0;  // no optional features
 inline constexpr std::uint32_t kKdfArgon2id13 = 1;
 
 inline constexpr char kConfigName[] = "fusevault.conf";
@@ -30,16 +35,30 @@ inline constexpr char kLongSuffix[] = ".name";
 inline constexpr char kTmpPrefix[] = "fusevault.tmp.";
 
 inline constexpr std::size_t kBlockSize = 4096;
-inline constexpr std::size_t kBlockOverhead = 24 + 16;  // nonce + tag
-inline constexpr std::size_t kCipherBlockSize = kBlockSize + kBlockOverhead;
 inline constexpr std::size_t kHeaderSize = 20;  // u16 version, u16 reserved, 16-byte file id
 inline constexpr std::size_t kFileIdBytes = 16;
+inline constexpr std::size_t kKeyIdBytes = 16;
+inline constexpr std::size_t kMaxBlockOverhead = 44;
+
+// What differs between the versions' content files: the bytes each block carries besides
+// its ciphertext (v1: 24-byte nonce + tag; v2: key id + 12-byte counter nonce + tag).
+struct Layout {
+  std::uint16_t version;
+  std::size_t overhead;
+  constexpr std::size_t cipher_block() const { return kBlockSize + overhead; }
+};
+inline constexpr Layout kLayoutV1{kFormatV1, 24 + 16};
+inline constexpr Layout kLayoutV2{kFormatV2, kKeyIdBytes + 12 + 16};
+static_assert(kLayoutV2.overhead == kMaxBlockOverhead);
+// nullptr for a version this build does not know.
+const Layout* layout_for(std::uint16_t version);
 inline constexpr std::size_t kDirIdBytes = 16;
 inline constexpr std::size_t kMaxNameBytes = 255;
 inline constexpr std::size_t kMaxSymlinkBytes = 3000;
 
 using FileId = std::array<std::uint8_t, kFileIdBytes>;
 using DirId = std::array<std::uint8_t, kDirIdBytes>;
+using KeyId = std::array<std::uint8_t, kKeyIdBytes>;
 
 // ---- config ---------------------------------------------------------------------------
 struct Config {
@@ -74,7 +93,8 @@ bool unwrap_master(const Config& c, const SecureBytes& pass, SecureBytes& master
 // ---- keys -------------------------------------------------------------------------------
 class Keys {
 public:
-  explicit Keys(const std::uint8_t* master32);
+  explicit Keys(const std::uint8_t* master32, std::uint16_t version = kFormatVersion);
+  const Layout& layout() const { return *layout_; }
   const std::uint8_t* master() const { return buf_.data(); }
   const std::uint8_t* content() const { return buf_.data() + 32; }
   const std::uint8_t* name_siv() const { return buf_.data() + 64; }
@@ -85,6 +105,7 @@ public:
 
 private:
   SecureBytes buf_;
+  const Layout* layout_;
 };
 inline constexpr char kCtxContent[] = "fvcontnt";
 inline constexpr char kCtxNameSiv[] = "fvnamsiv";
@@ -97,19 +118,42 @@ struct Header {
   FileId file_id{};
 };
 void encode_header(const Header& h, std::uint8_t* out /*kHeaderSize*/);
-std::optional<Header> decode_header(const std::uint8_t* p);
+// nullopt unless the header is well formed and of the given version.
+std::optional<Header> decode_header(const std::uint8_t* p, std::uint16_t version);
 
 // Plaintext size of a content file of csize bytes; nullopt if csize is impossible.
-std::optional<std::uint64_t> plain_size(std::uint64_t csize);
-std::uint64_t cipher_size(std::uint64_t psize);
-inline std::uint64_t block_offset(std::uint64_t idx) { return kHeaderSize + idx * kCipherBlockSize; }
+std::optional<std::uint64_t> plain_size(std::uint64_t csize, const Layout& l);
+std::uint64_t cipher_size(std::uint64_t psize, const Layout& l);
+inline std::uint64_t block_offset(std::uint64_t idx, const Layout& l) {
+  return kHeaderSize + idx * l.cipher_block();
+}
 
-// out receives 24 + len + 16 bytes: nonce || ciphertext || tag.
+// Version 1. out receives 24 + len + 16 bytes: nonce || ciphertext || tag.
 void seal_block(std::uint8_t* out, const std::uint8_t* plain, std::size_t len, const FileId& id,
                 std::uint64_t idx, bool last, const std::uint8_t* nonce, const std::uint8_t* key);
 // in is 24 + len + 16 bytes; out receives len bytes; false if it does not authenticate.
 bool open_block(std::uint8_t* out, const std::uint8_t* in, std::size_t len, const FileId& id,
                 std::uint64_t idx, bool last, const std::uint8_t* key);
+
+// Version 2. A write session's AES-256-GCM key: BLAKE2b-256 keyed with the content key
+// over "fvblkkey" || file id || key id, expanded once and kept in secure memory.
+class SessionKey {
+public:
+  SessionKey(const Keys& k, const FileId& file, const KeyId& key_id);
+  const KeyId& id() const { return id_; }
+  const void* state() const { return state_.data(); }
+
+private:
+  KeyId id_;
+  SecureBytes state_;
+};
+// out receives 16 + 12 + len + 16 bytes: key id || nonce || ciphertext || tag, where the
+// nonce is the session's block counter (u64 LE, then 4 zero bytes).
+void seal_block_v2(std::uint8_t* out, const std::uint8_t* plain, std::size_t len, const FileId& id,
+                   std::uint64_t idx, bool last, const SessionKey& key, std::uint64_t counter);
+bool open_block_v2(std::uint8_t* out, const std::uint8_t* in, std::size_t len, const FileId& id,
+                   std::uint64_t idx, bool last, const SessionKey& key);
+KeyId block_key_id(const std::uint8_t* in);  // the first 16 bytes of a version-2 block
 
 // ---- names -------------------------------------------------------------------------------
 // Deterministic authenticated encryption of one name in a directory (SIV construction).

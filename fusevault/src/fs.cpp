@@ -20,7 +20,6 @@
 namespace fusevault {
 
 using format::kBlockSize;
-using format::kCipherBlockSize;
 
 struct Fs::Node {
   std::uint64_t ino;
@@ -48,6 +47,13 @@ struct Fs::OpenFile {
   bool has_header = false;
   bool corrupt = false;
   format::FileId id{};
+  // Version 2: the key of this file's write session (drawn at its first block write; a new
+  // OpenFile or a new file id starts a new one) and the session's next block counter.
+  std::shared_ptr<const format::SessionKey> wkey;
+  std::uint64_t wcounter = 0;
+  // Keys of sessions met while reading, most recently used first.
+  std::mutex kmu;
+  std::vector<std::shared_ptr<const format::SessionKey>> rkeys;
   ~OpenFile() {
     if (fd >= 0) ::close(fd);
   }
@@ -191,7 +197,93 @@ void write_new_file(int dfd, const char* name, const void* p, std::size_t n, mod
   pwrite_all(f.fd, static_cast<const std::uint8_t*>(p), n, 0);
 }
 
+constexpr std::size_t kReadKeyCache = 16;
+
 }  // namespace
+
+// Seals the blocks of one write request. Version 1 draws all nonces with one call; version
+// 2 takes consecutive counters of the file's write session, so under one key no nonce is
+// ever used twice (a restored old copy of a file gets a new session, hence a new key).
+// seal() may run on several threads at once.
+class Fs::Sealer {
+public:
+  Sealer(const format::Keys& keys, OpenFile& of, std::size_t count) : keys_(keys), of_(of) {
+    if (keys.layout().version == format::kFormatV1) {
+      nonces_ = &tls_buf(1);
+      nonces_->resize(count * crypto::kNonceBytes);
+      crypto::random_bytes(nonces_->data(), nonces_->size());
+      return;
+    }
+    if (!of.wkey || of.wcounter > (std::uint64_t{1} << 62)) {
+      format::KeyId kid;
+      crypto::random_bytes(kid.data(), kid.size());
+      of.wkey = std::make_shared<const format::SessionKey>(keys, of.id, kid);
+      of.wcounter = 0;
+    }
+    base_ = of.wcounter;
+    of.wcounter += count;
+  }
+  void seal(std::size_t k, std::uint8_t* out, const std::uint8_t* plain, std::size_t len, std::uint64_t idx,
+            bool last) const {
+    if (nonces_)
+      format::seal_block(out, plain, len, of_.id, idx, last, nonces_->data() + k * crypto::kNonceBytes,
+                         keys_.content());
+    else
+      format::seal_block_v2(out, plain, len, of_.id, idx, last, *of_.wkey, base_ + k);
+  }
+
+private:
+  const format::Keys& keys_;
+  OpenFile& of_;
+  std::vector<std::uint8_t>* nonces_ = nullptr;
+  std::uint64_t base_ = 0;
+};
+
+// Opens the blocks of one read. Version 2 first resolves the session key of every block in
+// the buffer (the write session's, the file's small cache, or derived once), so open() only
+// compares key ids. open() may run on several threads at once.
+class Fs::Opener {
+public:
+  Opener(const format::Keys& keys, OpenFile& of, const std::uint8_t* cbuf, std::size_t count)
+      : keys_(keys), of_(of) {
+    const auto& l = keys.layout();
+    if (l.version == format::kFormatV1) return;
+    for (std::size_t k = 0; k < count; k++) {
+      const std::uint8_t* kid = cbuf + k * l.cipher_block();
+      if (!find(kid)) keys_used_.push_back(resolve(format::block_key_id(kid)));
+    }
+  }
+  bool open(std::uint8_t* out, const std::uint8_t* in, std::size_t len, std::uint64_t idx, bool last) const {
+    if (keys_.layout().version == format::kFormatV1)
+      return format::open_block(out, in, len, of_.id, idx, last, keys_.content());
+    const format::SessionKey* k = find(in);
+    return k && format::open_block_v2(out, in, len, of_.id, idx, last, *k);
+  }
+
+private:
+  const format::SessionKey* find(const std::uint8_t* kid) const {
+    for (auto& k : keys_used_)
+      if (std::memcmp(k->id().data(), kid, format::kKeyIdBytes) == 0) return k.get();
+    return nullptr;
+  }
+  std::shared_ptr<const format::SessionKey> resolve(const format::KeyId& kid) {
+    if (of_.wkey && of_.wkey->id() == kid) return of_.wkey;
+    std::lock_guard g(of_.kmu);
+    auto& c = of_.rkeys;
+    for (std::size_t i = 0; i < c.size(); i++)
+      if (c[i]->id() == kid) {
+        std::rotate(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(i), c.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+        return c.front();
+      }
+    auto k = std::make_shared<const format::SessionKey>(keys_, of_.id, kid);
+    if (c.size() >= kReadKeyCache) c.pop_back();
+    c.insert(c.begin(), k);
+    return k;
+  }
+  const format::Keys& keys_;
+  OpenFile& of_;
+  std::vector<std::shared_ptr<const format::SessionKey>> keys_used_;
+};
 
 Fs::Fs(int root_fd, std::shared_ptr<const format::Keys> keys) : root_fd_(root_fd), keys_(std::move(keys)) {
   rlimit rl{};
@@ -392,7 +484,7 @@ struct stat Fs::plain_stat(struct stat st, Node* n) {
     if (of) {
       st.st_size = static_cast<off_t>(of->size.load());
     } else {
-      auto ps = format::plain_size(static_cast<std::uint64_t>(st.st_size));
+      auto ps = format::plain_size(static_cast<std::uint64_t>(st.st_size), keys_->layout());
       // An impossible size is reported raw so that reads reach us and fail with EIO.
       if (ps) st.st_size = static_cast<off_t>(*ps);
     }
@@ -555,14 +647,16 @@ Fs::Entry Fs::mkdir(std::uint64_t parent, std::string_view name, mode_t mode) {
 void Fs::ensure_header(OpenFile& of) {
   if (of.has_header) return;
   crypto::random_bytes(of.id.data(), of.id.size());
+  of.wkey.reset();  // the session key is bound to the file id
+  of.rkeys.clear();
   std::uint8_t hb[format::kHeaderSize];
-  format::encode_header({format::kFormatVersion, of.id}, hb);
+  format::encode_header({keys_->layout().version, of.id}, hb);
   pwrite_all(of.fd, hb, sizeof hb, 0);
   of.has_header = true;
 }
 
 namespace {
-void load_open_file(Fs::OpenFile& of);
+void load_open_file(Fs::OpenFile& of, const format::Layout& l);
 }
 
 int Fs::open_backing(Node* n, int mode, OpenFile* existing) {
@@ -628,17 +722,17 @@ std::shared_ptr<Fs::OpenFile> Fs::open_locked(Node* n, bool want_write) {
   of = std::make_shared<OpenFile>();
   of->fd = fd;
   of->writable = writable;
-  load_open_file(*of);
+  load_open_file(*of, keys_->layout());
   n->open = of;
   return of;
 }
 
 namespace {
-void load_open_file(Fs::OpenFile& of) {
+void load_open_file(Fs::OpenFile& of, const format::Layout& l) {
   struct stat st{};
   if (::fstat(of.fd, &st) != 0) fail_errno();
   const auto csize = static_cast<std::uint64_t>(st.st_size);
-  auto ps = format::plain_size(csize);
+  auto ps = format::plain_size(csize, l);
   if (!ps) {
     of.corrupt = true;
     of.size = csize;
@@ -648,7 +742,7 @@ void load_open_file(Fs::OpenFile& of) {
   if (csize >= format::kHeaderSize) {
     std::uint8_t hb[format::kHeaderSize];
     pread_exact(of.fd, hb, sizeof hb, 0);
-    auto h = format::decode_header(hb);
+    auto h = format::decode_header(hb, l.version);
     if (!h) {
       of.corrupt = true;
       return;
@@ -684,7 +778,7 @@ Fs::Entry Fs::create(std::uint64_t parent, std::string_view name, mode_t mode, i
     of = std::make_shared<OpenFile>();
     of->fd = fd;
     of->writable = true;
-    load_open_file(*of);
+    load_open_file(*of, keys_->layout());
     n->open = of;
   } else if (!of->writable) {
     std::unique_lock fl(of->mu);
@@ -949,9 +1043,10 @@ void Fs::load_block(OpenFile& of, std::uint64_t idx, std::uint64_t size, std::ui
   const std::uint64_t nb = nblocks(size);
   if (idx >= nb) return;
   const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - idx * kBlockSize));
-  std::uint8_t cbuf[kCipherBlockSize];
-  pread_exact(of.fd, cbuf, len + format::kBlockOverhead, format::block_offset(idx));
-  if (!format::open_block(out, cbuf, len, of.id, idx, idx == nb - 1, keys_->content())) fail(EIO);
+  const auto& l = keys_->layout();
+  std::uint8_t cbuf[kBlockSize + format::kMaxBlockOverhead];
+  pread_exact(of.fd, cbuf, len + l.overhead, format::block_offset(idx, l));
+  if (!Opener(*keys_, of, cbuf, 1).open(out, cbuf, len, idx, idx == nb - 1)) fail(EIO);
 }
 
 std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n) {
@@ -969,11 +1064,9 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
   // Appending at a block boundary: the old last block loses its last-block flag.
   if (old_nb > 0 && first == old_nb) first = old_nb - 1;
   const std::uint64_t count = last - first + 1;
+  const auto& l = keys_->layout();
   auto& cbuf = tls_buf(0);
-  auto& nonces = tls_buf(1);
-  cbuf.resize(count * kCipherBlockSize);
-  nonces.resize(count * crypto::kNonceBytes);
-  crypto::random_bytes(nonces.data(), nonces.size());  // one call for all blocks
+  cbuf.resize(count * l.cipher_block());
   // Edge blocks (partially covered) are read-modify-written first; at most three.
   std::uint8_t edge[3][kBlockSize];
   std::uint64_t edge_idx[3];
@@ -994,7 +1087,7 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
     if (we > ws) std::memcpy(edge[nedge] + (ws - i * kBlockSize), data + (ws - off), we - ws);
     edge_idx[nedge++] = i;
   }
-  const std::uint8_t* key = keys_->content();
+  const Sealer sealer(*keys_, of, count);
   parallel(count, [&](std::size_t b, std::size_t e) {
     for (std::size_t k = b; k < e; k++) {
       const std::uint64_t i = first + k;
@@ -1008,14 +1101,13 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
         for (int x = 0; x < nedge; x++)
           if (edge_idx[x] == i) src = edge[x];
       }
-      format::seal_block(cbuf.data() + k * kCipherBlockSize, src, blen, of.id, i, i == new_nb - 1,
-                         nonces.data() + k * crypto::kNonceBytes, key);
+      sealer.seal(k, cbuf.data() + k * l.cipher_block(), src, blen, i, i == new_nb - 1);
     }
   });
   // Blocks are laid out contiguously; only the last one may be short.
   const std::size_t last_len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - last * kBlockSize));
-  const std::size_t out = static_cast<std::size_t>((count - 1) * kCipherBlockSize + last_len + format::kBlockOverhead);
-  pwrite_all(of.fd, cbuf.data(), out, format::block_offset(first));
+  const std::size_t out = static_cast<std::size_t>((count - 1) * l.cipher_block() + last_len + l.overhead);
+  pwrite_all(of.fd, cbuf.data(), out, format::block_offset(first, l));
   of.size = new_size;
   return n;
 }
@@ -1026,14 +1118,13 @@ void Fs::grow(OpenFile& of, std::uint64_t newsize) {
   ensure_header(of);
   const std::uint64_t old_nb = nblocks(size), new_nb = nblocks(newsize);
   std::uint64_t i = old_nb > 0 ? old_nb - 1 : 0;  // re-seal the old last block (flag, padding)
+  const auto& l = keys_->layout();
   auto& cbuf = tls_buf(0);
-  auto& nonces = tls_buf(1);
   std::uint8_t tmp[kBlockSize];
   while (i < new_nb) {
     const std::uint64_t cnt = std::min<std::uint64_t>(new_nb - i, kChunkBlocks);
-    cbuf.resize(cnt * kCipherBlockSize);
-    nonces.resize(cnt * crypto::kNonceBytes);
-    crypto::random_bytes(nonces.data(), nonces.size());
+    cbuf.resize(cnt * l.cipher_block());
+    const Sealer sealer(*keys_, of, cnt);
     std::size_t out = 0;
     for (std::uint64_t j = i; j < i + cnt; j++) {
       const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, newsize - j * kBlockSize));
@@ -1041,11 +1132,10 @@ void Fs::grow(OpenFile& of, std::uint64_t newsize) {
         load_block(of, j, size, tmp);
       else
         std::memset(tmp, 0, blen);
-      format::seal_block(cbuf.data() + out, tmp, blen, of.id, j, j == new_nb - 1,
-                         nonces.data() + (j - i) * crypto::kNonceBytes, keys_->content());
-      out += blen + format::kBlockOverhead;
+      sealer.seal(j - i, cbuf.data() + out, tmp, blen, j, j == new_nb - 1);
+      out += blen + l.overhead;
     }
-    pwrite_all(of.fd, cbuf.data(), out, format::block_offset(i));
+    pwrite_all(of.fd, cbuf.data(), out, format::block_offset(i, l));
     i += cnt;
   }
   of.size = newsize;
@@ -1068,12 +1158,11 @@ void Fs::truncate(OpenFile& of, std::uint64_t newsize) {
   const std::size_t blen = static_cast<std::size_t>(newsize - li * kBlockSize);
   std::uint8_t tmp[kBlockSize];
   load_block(of, li, size, tmp);
-  std::uint8_t cbuf[kCipherBlockSize];
-  std::uint8_t nonce[crypto::kNonceBytes];
-  crypto::random_bytes(nonce, sizeof nonce);
-  format::seal_block(cbuf, tmp, blen, of.id, li, true, nonce, keys_->content());
-  pwrite_all(of.fd, cbuf, blen + format::kBlockOverhead, format::block_offset(li));
-  if (::ftruncate(of.fd, static_cast<off_t>(format::cipher_size(newsize))) != 0) fail_errno();
+  const auto& l = keys_->layout();
+  std::uint8_t cbuf[kBlockSize + format::kMaxBlockOverhead];
+  Sealer(*keys_, of, 1).seal(0, cbuf, tmp, blen, li, true);
+  pwrite_all(of.fd, cbuf, blen + l.overhead, format::block_offset(li, l));
+  if (::ftruncate(of.fd, static_cast<off_t>(format::cipher_size(newsize, l))) != 0) fail_errno();
   of.size = newsize;
 }
 
@@ -1085,24 +1174,25 @@ std::size_t Fs::read_chunk(OpenFile& of, std::uint64_t off, std::size_t n, std::
   const std::uint64_t nb = nblocks(size);
   const std::uint64_t first = off / kBlockSize, last = (off + n - 1) / kBlockSize;
   const std::size_t last_len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - last * kBlockSize));
-  const std::size_t clen = static_cast<std::size_t>((last - first) * kCipherBlockSize + last_len + format::kBlockOverhead);
+  const auto& l = keys_->layout();
+  const std::size_t clen = static_cast<std::size_t>((last - first) * l.cipher_block() + last_len + l.overhead);
   auto& cbuf = tls_buf(2);
   cbuf.resize(clen);
-  pread_exact(of.fd, cbuf.data(), clen, format::block_offset(first));
+  pread_exact(of.fd, cbuf.data(), clen, format::block_offset(first, l));
   std::atomic<bool> bad{false};
-  const std::uint8_t* key = keys_->content();
+  const Opener opener(*keys_, of, cbuf.data(), static_cast<std::size_t>(last - first + 1));
   parallel(static_cast<std::size_t>(last - first + 1), [&](std::size_t b, std::size_t e) {
     std::uint8_t tmp[kBlockSize];
     for (std::size_t k = b; k < e; k++) {
       const std::uint64_t i = first + k;
       const std::uint64_t bstart = i * kBlockSize;
       const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - bstart));
-      const std::uint8_t* c = cbuf.data() + k * kCipherBlockSize;
+      const std::uint8_t* c = cbuf.data() + k * l.cipher_block();
       const std::uint64_t rs = std::max(off, bstart), re = std::min(off + n, bstart + blen);
       if (rs == bstart && re == bstart + blen) {
-        if (!format::open_block(out + (bstart - off), c, blen, of.id, i, i == nb - 1, key)) bad = true;
+        if (!opener.open(out + (bstart - off), c, blen, i, i == nb - 1)) bad = true;
       } else {
-        if (!format::open_block(tmp, c, blen, of.id, i, i == nb - 1, key)) bad = true;
+        if (!opener.open(tmp, c, blen, i, i == nb - 1)) bad = true;
         else std::memcpy(out + (rs - off), tmp + (rs - bstart), re - rs);
       }
     }

@@ -92,6 +92,8 @@ public:
   struct Node;
   struct OpenFile;
   struct Handle;
+  class Sealer;
+  class Opener;
 
 private:
   struct CName {

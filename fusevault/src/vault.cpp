@@ -99,14 +99,38 @@ void write_config_atomic(int dfd, const format::Config& c) {
 
 }  // namespace
 
+unsigned default_format() {
+  crypto::init();
+  return crypto::aes256gcm_available() ? format::kFormatV2 : format::kFormatV1;
+}
+
+std::string content_cipher(unsigned v) {
+  if (v == format::kFormatV1) return "XChaCha20-Poly1305, random nonces";
+  if (v == format::kFormatV2) return "AES-256-GCM, a key per write session";
+  return "unknown";
+}
+
+namespace {
+// Format 2 needs AES-NI: libsodium has no portable AES-GCM. Refused before any key work.
+void require_cipher(unsigned v) {
+  if (v == format::kFormatV2 && !crypto::aes256gcm_available())
+    throw VaultError("this vault uses format 2 (AES-256-GCM), which needs a CPU with AES "
+                     "instructions; this one has none (vaults made here use format 1)");
+}
+}  // namespace
+
 KdfParams default_kdf() { return {3, 256ull << 20}; }
 KdfParams minimum_kdf() { return {1, 8ull << 20}; }
 
 Vault::Vault(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Vault::~Vault() = default;
 
-void Vault::create(const std::string& cipherdir, const SecureBytes& pass, KdfParams kdf) {
+void Vault::create(const std::string& cipherdir, const SecureBytes& pass, KdfParams kdf, unsigned fmt) {
   crypto::init();
+  if (fmt == 0) fmt = default_format();
+  if (!format::layout_for(static_cast<std::uint16_t>(fmt)))
+    throw VaultError("unknown vault format " + std::to_string(fmt) + " (known: 1, 2)");
+  require_cipher(fmt);
   if (pass.empty()) throw VaultError("empty passphrase");
   const auto floor = minimum_kdf();
   if (kdf.opslimit < floor.opslimit || kdf.memlimit < floor.memlimit)
@@ -133,6 +157,7 @@ void Vault::create(const std::string& cipherdir, const SecureBytes& pass, KdfPar
   SecureBytes master(32);
   crypto::random_bytes(master.data(), 32);
   format::Config c;
+  c.version = static_cast<std::uint16_t>(fmt);
   crypto::random_bytes(c.vault_id.data(), c.vault_id.size());
   crypto::random_bytes(c.salt.data(), c.salt.size());
   c.opslimit = kdf.opslimit;
@@ -157,6 +182,7 @@ std::unique_ptr<Vault> Vault::open(const std::string& cipherdir, const SecureByt
   auto impl = std::make_unique<Impl>();
   impl->root_fd = open_dir(cipherdir);
   const auto c = parse(read_config_bytes(impl->root_fd), true);
+  require_cipher(c.version);
   SecureBytes master;
   bool ok;
   try {
@@ -165,7 +191,7 @@ std::unique_ptr<Vault> Vault::open(const std::string& cipherdir, const SecureByt
     throw VaultError(e.what());
   }
   if (!ok) throw WrongPassphrase();
-  impl->keys = std::make_shared<format::Keys>(master.data());
+  impl->keys = std::make_shared<format::Keys>(master.data(), c.version);
   return std::unique_ptr<Vault>(new Vault(std::move(impl)));
 }
 

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   std::string dir, mp;
   PassOpts pass, newpass;
   KdfOpts kdf;
+  unsigned format = 0;
   bool foreground = false, no_writeback = false, allow_other = false, debug = false;
   unsigned threads = 8;
 
@@ -79,6 +80,10 @@ int main(int argc, char** argv) {
   init->add_option("DIR", dir, "cipher directory")->required();
   add_pass_opts(init, pass);
   add_kdf_opts(init, kdf);
+  init->add_option("--format", format,
+                   "vault format: 2 (AES-256-GCM; default where the CPU has AES instructions) or 1 "
+                   "(XChaCha20-Poly1305)")
+      ->check(CLI::IsMember({1u, 2u}));
 
   auto* mount = app.add_subcommand("mount", "mount a vault");
   mount->add_option("DIR", dir, "cipher directory")->required();
@@ -109,13 +114,13 @@ int main(int argc, char** argv) {
   try {
     if (*init) {
       auto p = get_pass(pass, "New passphrase: ", true);
-      Vault::create(dir, p, kdf_from(kdf));
-      std::cout << "created vault in " << dir << "\n";
+      Vault::create(dir, p, kdf_from(kdf), format);
+      std::cout << "created vault in " << dir << " (format " << Vault::info(dir).format_version << ")\n";
       return 0;
     }
     if (*info) {
       auto i = Vault::info(dir);
-      std::cout << "format version: " << i.format_version << "\n"
+      std::cout << "format version: " << i.format_version << " (" << content_cipher(i.format_version) << ")\n"
                 << "vault id:       " << i.vault_id_hex << "\n"
                 << "feature flags:  0x" << std::hex << i.flags << std::dec << "\n"
                 << "kdf:            " << i.kdf << " ops=" << i.kdf_params.opslimit

@@ -77,7 +77,15 @@ struct Mount {
     ::mkdir(cipher.c_str(), 0700);
     ::mkdir(mnt.c_str(), 0700);
     write_path(passfile, "correct horse battery\n");
-    REQUIRE(run_tool({"init", cipher, "--passphrase-file", passfile, "--kdf-ops", "1", "--kdf-mem-mib", "8"}) == 0);
+    std::vector<std::string> init = {"init", cipher, "--passphrase-file", passfile, "--kdf-ops", "1", "--kdf-mem-mib", "8"};
+    if (const char* f = std::getenv("FV_TEST_FORMAT")) init.insert(init.end(), {"--format", f});
+    REQUIRE(run_tool(init) == 0);
+    // The format asked for, or the default: 2 where the CPU has AES instructions.
+    std::string info;
+    REQUIRE(run_tool({"info", cipher}, &info) == 0);
+    const char* f = std::getenv("FV_TEST_FORMAT");
+    const bool aes = fvtest::read_path("/proc/cpuinfo").find(" aes") != std::string::npos;
+    CHECK(info.find(std::string("format version: ") + (f ? f : aes ? "2" : "1")) != std::string::npos);
     start();
   }
   ~Mount() { stop(); }
@@ -398,8 +406,12 @@ TEST_CASE("mounted: tampered ciphertext gives EIO through the kernel and fails f
   for (int attempt = 0; attempt < 2; attempt++) {
     const std::string cp = m.cipher + "/" + files[static_cast<std::size_t>(attempt)];
     auto orig = read_path(cp);
+    // 50,000 bytes are 12 full blocks and one of 848 bytes, each with the format's overhead.
+    REQUIRE(orig.size() > 50020);
+    REQUIRE((orig.size() - 50020) % 13 == 0);
+    const std::size_t cblock = 4096 + (orig.size() - 50020) / 13;
     auto t = orig;
-    t[20 + 4136 * 5 + 77] ^= 0x10;  // block 5
+    t[20 + cblock * 5 + 77] ^= 0x10;  // block 5
     write_path(cp, t);
     m.start();
     int fd = ::open(m.p("victim").c_str(), O_RDONLY);
@@ -421,7 +433,7 @@ TEST_CASE("mounted: tampered ciphertext gives EIO through the kernel and fails f
       CHECK(out.find("DAMAGED /victim") != std::string::npos);
       CHECK(out.find("bystander") == std::string::npos);
       // Truncation at a block boundary is caught too.
-      write_path(cp, orig.substr(0, 20 + 4136 * 3));
+      write_path(cp, orig.substr(0, 20 + cblock * 3));
       m.start();
       fd = ::open(m.p("victim").c_str(), O_RDONLY);
       CHECK(::pread(fd, buf, sizeof buf, 2 * 4096) < 0);

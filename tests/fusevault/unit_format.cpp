@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -12,6 +13,12 @@
 
 using namespace fusevault;
 using namespace fusevault::format;
+
+// Format 2 vectors (docs/vault-format.md).
+#define FV_V2_BLOCK_KAT                                                                           \
+  "303132333435363738393a3b3c3d3e3f050000000000000000000000709469171678028ead4b3bc60aae8151f6f1c6" \
+  "ee2e329d8ea7c9d2a1f1d1b66e492ec078d40f27cb5d000978051aa913b0"
+#define FV_V2_CONFIG_KAT "f56929b04bef7a0a84bb6e241b331da9e20aac1c8a6c87c5ae1497d3074bc392"
 
 namespace {
 
@@ -37,8 +44,9 @@ std::string sha(const std::uint8_t* p, std::size_t n) {
   return hexs(h, 32);
 }
 
-Config cheap_config() {
+Config cheap_config(std::uint16_t version = kFormatV1) {
   Config c;
+  c.version = version;
   for (int i = 0; i < 16; i++) c.vault_id[i] = static_cast<std::uint8_t>(i + 1), c.salt[i] = static_cast<std::uint8_t>(0x40 + i);
   c.opslimit = 1;
   c.memlimit = 8u << 20;
@@ -124,7 +132,7 @@ TEST_CASE("names: deterministic per directory, authenticated, bound to the direc
   CHECK_FALSE(valid_plain_name(std::string(256, 'z')));
 }
 
-TEST_CASE("content blocks: sealed with file id, index and last flag", "[format][kat]") {
+TEST_CASE("content blocks (format 1): sealed with file id, index and last flag", "[format][kat]") {
   crypto::init();
   auto m = master_kat();
   Keys k(m.data());
@@ -132,7 +140,7 @@ TEST_CASE("content blocks: sealed with file id, index and last flag", "[format][
   std::uint8_t nonce[24];
   for (int i = 0; i < 24; i++) nonce[i] = static_cast<std::uint8_t>(0xf0 - i);
   const std::string plain = "fusevault block known-answer test";
-  std::vector<std::uint8_t> c(plain.size() + kBlockOverhead);
+  std::vector<std::uint8_t> c(plain.size() + kLayoutV1.overhead);
   seal_block(c.data(), reinterpret_cast<const std::uint8_t*>(plain.data()), plain.size(), id, 7, true, nonce, k.content());
   // Recompute: AD = file id || u64le(7) || 0x01.
   std::uint8_t ad[25];
@@ -167,45 +175,131 @@ TEST_CASE("content blocks: sealed with file id, index and last flag", "[format][
 #endif
 }
 
-TEST_CASE("plaintext size is derivable from ciphertext size", "[format]") {
-  for (std::uint64_t p : {0ull, 1ull, 40ull, 4095ull, 4096ull, 4097ull, 8192ull, 12345ull, 1ull << 30}) {
-    CAPTURE(p);
-    CHECK(plain_size(cipher_size(p)) == p);
+TEST_CASE("content blocks (format 2): AES-256-GCM under the write session's key, counter nonces",
+          "[format][kat]") {
+  crypto::init();
+  if (!crypto::aes256gcm_available()) {
+    // Format 2 is refused on such CPUs (vault tests check that); its vectors cannot be run.
+    if (std::getenv("PW_MUST_WORK") && std::string(std::getenv("PW_MUST_WORK")) == "1") FAIL("no AES-NI");
+    WARN("this CPU has no AES instructions: format 2 vectors not run");
+    return;
   }
-  for (std::uint64_t p = 0; p < 3 * kBlockSize; p += 7) REQUIRE(plain_size(cipher_size(p)) == p);
-  CHECK(cipher_size(4096) == kHeaderSize + 4096 + 40);
-  CHECK_FALSE(plain_size(1).has_value());
-  CHECK_FALSE(plain_size(kHeaderSize - 1).has_value());
-  CHECK(plain_size(kHeaderSize) == 0u);
-  CHECK_FALSE(plain_size(kHeaderSize + 40).has_value());
-  CHECK_FALSE(plain_size(kHeaderSize + kCipherBlockSize + 17).has_value());
+  auto m = master_kat();
+  Keys k(m.data(), kFormatV2);
+  const auto id = fileid_kat();
+  KeyId kid;
+  for (int i = 0; i < 16; i++) kid[i] = static_cast<std::uint8_t>(0x30 + i);
+  const SessionKey sk(k, id, kid);
+  const std::string plain = "fusevault block known-answer test";
+  const auto* pp = reinterpret_cast<const std::uint8_t*>(plain.data());
+  std::vector<std::uint8_t> c(plain.size() + kLayoutV2.overhead);
+  seal_block_v2(c.data(), pp, plain.size(), id, 7, true, sk, 5);
+  // Recompute: key = BLAKE2b-256(key = content key, "fvblkkey" || file id || key id),
+  // nonce = u64le(5) || 00000000, AD = file id || u64le(7) || 0x01.
+  std::uint8_t in[40] = {'f', 'v', 'b', 'l', 'k', 'k', 'e', 'y'};
+  std::memcpy(in + 8, id.data(), 16);
+  std::memcpy(in + 24, kid.data(), 16);
+  std::uint8_t key[32];
+  crypto_generichash(key, 32, in, sizeof in, k.content(), 32);
+  std::uint8_t nonce[12] = {5};
+  std::uint8_t ad[25];
+  std::memcpy(ad, id.data(), 16);
+  std::memset(ad + 16, 0, 9);
+  ad[16] = 7;
+  ad[24] = 1;
+  std::vector<std::uint8_t> ref(plain.size() + 16);
+  unsigned long long clen = 0;
+  crypto_aead_aes256gcm_encrypt(ref.data(), &clen, pp, plain.size(), ad, sizeof ad, nullptr, nonce, key);
+#ifndef FUSEVAULT_BENCH_NOCRYPT
+  CHECK(hexs(c.data(), 16) == hexs(kid.data(), 16));
+  CHECK(hexs(c.data() + 16, 12) == hexs(nonce, 12));
+  CHECK(hexs(c.data() + 28, ref.size()) == hexs(ref.data(), ref.size()));
+  CHECK(hexs(c.data(), c.size()) == FV_V2_BLOCK_KAT);
+  std::string out(plain.size(), '\0');
+  auto* o = reinterpret_cast<std::uint8_t*>(out.data());
+  CHECK(block_key_id(c.data()) == kid);
+  CHECK(open_block_v2(o, c.data(), plain.size(), id, 7, true, sk));
+  CHECK(out == plain);
+  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), id, 8, true, sk));   // moved block
+  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), id, 7, false, sk));  // truncation
+  auto other = id;
+  other[3] ^= 0x80;
+  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), other, 7, true, sk));                // other file id in AD
+  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), other, 7, true, SessionKey(k, other, kid)));  // and key
+  auto kid2 = kid;
+  kid2[0] ^= 1;
+  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), id, 7, true, SessionKey(k, id, kid2)));  // other session
+  for (std::size_t i = 0; i < c.size(); i++) {
+    auto t = c;
+    t[i] ^= 0x04;
+    CHECK_FALSE(open_block_v2(o, t.data(), plain.size(), id, 7, true, sk));
+  }
+  // The next block of the session gets the next counter: same key, different nonce.
+  std::vector<std::uint8_t> c2(c.size());
+  seal_block_v2(c2.data(), pp, plain.size(), id, 7, true, sk, 6);
+  CHECK(std::memcmp(c2.data(), c.data(), 16) == 0);
+  CHECK(c2[16] == 6);
+  CHECK(hexs(c2.data() + 28, ref.size()) != hexs(c.data() + 28, ref.size()));
+#endif
+}
+
+TEST_CASE("plaintext size is derivable from ciphertext size", "[format]") {
+  for (const Layout* l : {&kLayoutV1, &kLayoutV2}) {
+    CAPTURE(l->version);
+    for (std::uint64_t p : {0ull, 1ull, 40ull, 4095ull, 4096ull, 4097ull, 8192ull, 12345ull, 1ull << 30}) {
+      CAPTURE(p);
+      CHECK(plain_size(cipher_size(p, *l), *l) == p);
+    }
+    for (std::uint64_t p = 0; p < 3 * kBlockSize; p += 7) REQUIRE(plain_size(cipher_size(p, *l), *l) == p);
+    CHECK(cipher_size(4096, *l) == kHeaderSize + 4096 + l->overhead);
+    CHECK_FALSE(plain_size(1, *l).has_value());
+    CHECK_FALSE(plain_size(kHeaderSize - 1, *l).has_value());
+    CHECK(plain_size(kHeaderSize, *l) == 0u);
+    CHECK_FALSE(plain_size(kHeaderSize + l->overhead, *l).has_value());
+    CHECK(plain_size(kHeaderSize + l->overhead + 1, *l) == 1u);
+    CHECK_FALSE(plain_size(kHeaderSize + l->cipher_block() + 17, *l).has_value());
+  }
+  CHECK(kLayoutV1.overhead == 40);
+  CHECK(kLayoutV2.overhead == 44);
+  CHECK(layout_for(1) == &kLayoutV1);
+  CHECK(layout_for(2) == &kLayoutV2);
+  CHECK(layout_for(3) == nullptr);
+  CHECK(layout_for(0) == nullptr);
 }
 
 TEST_CASE("header encodes version and file id", "[format]") {
-  Header h;
-  h.file_id = fileid_kat();
-  std::uint8_t b[kHeaderSize];
-  encode_header(h, b);
-  CHECK(b[0] == 1);
-  CHECK(b[1] == 0);
-  auto d = decode_header(b);
-  REQUIRE(d);
-  CHECK(d->file_id == h.file_id);
-  b[0] = 2;
-  CHECK_FALSE(decode_header(b).has_value());
+  for (std::uint16_t v : {kFormatV1, kFormatV2}) {
+    Header h;
+    h.version = v;
+    h.file_id = fileid_kat();
+    std::uint8_t b[kHeaderSize];
+    encode_header(h, b);
+    CHECK(b[0] == v);
+    CHECK(b[1] == 0);
+    auto d = decode_header(b, v);
+    REQUIRE(d);
+    CHECK(d->file_id == h.file_id);
+    // A header of the other version is not this vault's.
+    CHECK_FALSE(decode_header(b, v == kFormatV1 ? kFormatV2 : kFormatV1).has_value());
+    b[2] = 1;
+    CHECK_FALSE(decode_header(b, v).has_value());
+  }
 }
 
 TEST_CASE("config: wrap, unwrap, and any edited field is detected", "[format][kat]") {
   crypto::init();
   auto m = master_kat();
-  Config c = cheap_config();
+  const std::uint16_t version = GENERATE(kFormatV1, kFormatV2);
+  CAPTURE(version);
+  Config c = cheap_config(version);
   auto pass = SecureBytes::from("correct horse");
   std::uint8_t nonce[24];
   for (int i = 0; i < 24; i++) nonce[i] = static_cast<std::uint8_t>(0x80 + i);
   wrap_master(c, m, pass, nonce);
   const auto bytes = serialize(c);
   REQUIRE(bytes.size() == kConfigSize);
-  CHECK(sha(bytes.data(), bytes.size()) == "03b53e338b76474e3b355e812698aef06982248a252123d3dc1226888fd76258");
+  CHECK(sha(bytes.data(), bytes.size()) == (version == kFormatV1 ? "03b53e338b76474e3b355e812698aef06982248a252123d3dc1226888fd76258"
+                                                                  : FV_V2_CONFIG_KAT));
   const auto back = parse_config(bytes.data(), bytes.size(), 1, 8u << 20);
   SecureBytes out;
   REQUIRE(unwrap_master(back, pass, out));
@@ -241,6 +335,14 @@ TEST_CASE("config: wrap, unwrap, and any edited field is detected", "[format][ka
   t = bytes;
   t[12] = 0x01;  // an unknown feature flag
   CHECK_THROWS_AS(parse_config(t.data(), t.size(), 1, 1), FormatError);
+  t = bytes;
+  t[8] = 3;  // an unknown format version
+  CHECK_THROWS_AS(parse_config(t.data(), t.size(), 1, 1), FormatError);
+  // The other known version parses but does not unwrap: the version is authenticated.
+  t = bytes;
+  t[8] = version == kFormatV1 ? 2 : 1;
+  SecureBytes o;
+  CHECK_FALSE(unwrap_master(parse_config(t.data(), t.size(), 1, 1), pass, o));
   CHECK_THROWS_AS(parse_config(bytes.data(), bytes.size(), 2, 1), FormatError);  // below floor
   CHECK_THROWS_AS(parse_config(bytes.data(), bytes.size() - 1, 1, 1), FormatError);
 }

@@ -1,5 +1,5 @@
 // The fs layer without FUSE: every operation and its edges, tamper detection, and the
-// golden vault made by format version 1.
+// golden vaults of formats 1 and 2.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -22,12 +22,21 @@ using fvtest::pattern;
 
 namespace {
 
+// The format the fs tests run on: FV_TEST_FORMAT (ctest runs them for both), else the
+// default. The layout gives the ciphertext sizes and offsets the tests inspect.
+unsigned test_format() {
+  const char* f = std::getenv("FV_TEST_FORMAT");
+  return f ? static_cast<unsigned>(std::atoi(f)) : default_format();
+}
+
 struct VaultFixture {
   fvtest::TempDir dir{"unit"};
   std::unique_ptr<Vault> vault;
   Fs* fs = nullptr;
+  const format::Layout& layout = *format::layout_for(static_cast<std::uint16_t>(test_format()));
   VaultFixture() {
-    Vault::create(dir.path, SecureBytes::from("pw"), minimum_kdf());
+    Vault::create(dir.path, SecureBytes::from("pw"), minimum_kdf(), test_format());
+    REQUIRE(Vault::info(dir.path).format_version == test_format());
     reopen();
   }
   void reopen() {
@@ -96,7 +105,7 @@ TEST_CASE_METHOD(VaultFixture, "fs: files of every size around block boundaries 
     REQUIRE(::stat((dir.path + "/" + d).c_str(), &st) == 0);
     disk_sizes.insert(static_cast<std::uint64_t>(st.st_size));
   }
-  for (auto n : sizes) want_sizes.insert(format::cipher_size(n));
+  for (auto n : sizes) want_sizes.insert(format::cipher_size(n, layout));
   CHECK(disk_sizes == want_sizes);
   reopen();
   for (std::size_t n : sizes) {
@@ -162,7 +171,7 @@ TEST_CASE_METHOD(VaultFixture, "fs: sparse growth and truncation read as zeros",
   CHECK(read_all(e.ino) == std::string(3 * 4096 + 1, '\0'));
   struct stat st{};
   REQUIRE(::stat((dir.path + "/" + disk_entries()[0]).c_str(), &st) == 0);
-  CHECK(static_cast<std::uint64_t>(st.st_size) == format::cipher_size(3 * 4096 + 1));
+  CHECK(static_cast<std::uint64_t>(st.st_size) == format::cipher_size(3 * 4096 + 1, layout));
   r.size = 8192;  // to a block boundary
   fs->setattr(e.ino, fh, r);
   CHECK(fs->getattr(e.ino).st_size == 8192);
@@ -376,8 +385,8 @@ TEST_CASE_METHOD(VaultFixture, "fs: tampered ciphertext yields EIO, never wrong 
   vault.reset();
   fs = nullptr;
   const auto origA = raw(pa), origB = raw(pb);
-  using format::block_offset;
-  using format::kCipherBlockSize;
+  auto block_offset = [&](std::uint64_t i) { return static_cast<std::size_t>(format::block_offset(i, layout)); };
+  const std::size_t kCipherBlockSize = layout.cipher_block();
   auto expect_eio_range = [&](std::uint64_t off, std::size_t len, bool expect) {
     reopen();
     auto ino = fs->lookup(Fs::kRoot, "A").ino;
@@ -459,6 +468,56 @@ TEST_CASE_METHOD(VaultFixture, "fs: tampered ciphertext yields EIO, never wrong 
   }
 }
 
+TEST_CASE_METHOD(VaultFixture, "fs: format 2 never seals two blocks with one key and nonce", "[fs]") {
+  if (layout.version != format::kFormatV2) return;
+  // (key id || nonce) of block 0 -> its ciphertext, over every state the file goes through:
+  // rewrites in one session, a new session, and a restored old copy written again.
+  std::map<std::string, std::string> seen;
+  std::set<std::string> sessions;
+  std::string path;
+  auto record = [&] {
+    const auto raw = fvtest::read_path(path);
+    REQUIRE(raw.size() >= format::kHeaderSize + 28);
+    const auto kn = raw.substr(format::kHeaderSize, 28), rest = raw.substr(format::kHeaderSize + 28);
+    auto [it, fresh] = seen.emplace(kn, rest);
+    CHECK((fresh || it->second == rest));  // same (key, nonce) is only ever the same block
+    sessions.insert(kn.substr(0, 16));
+  };
+  std::uint64_t fh = 0;
+  auto e = fs->create(Fs::kRoot, "f", 0600, O_RDWR, fh);
+  fs->write(fh, 0, "first version", 13);
+  path = dir.path + "/" + disk_entries().at(0);
+  record();
+  for (int i = 0; i < 5; i++) {
+    const std::string d = "rewrite " + std::to_string(i);
+    fs->write(fh, 0, d.data(), d.size());
+    record();
+  }
+  CHECK(sessions.size() == 1);  // one open: one session, the counter moves on
+  CHECK(seen.size() == 6);
+  fs->release(fh);
+  const auto old_copy = fvtest::read_path(path);
+  fh = fs->open(e.ino, O_RDWR);
+  fs->write(fh, 0, "second session", 14);
+  record();
+  fs->release(fh);
+  CHECK(sessions.size() == 2);
+  // Restore the old copy (a backup, a snapshot) and write to it again: a new session,
+  // so its first counter values cannot collide with the ones the old copy used.
+  vault.reset();
+  fs = nullptr;
+  fvtest::write_path(path, old_copy);
+  reopen();
+  e = fs->lookup(Fs::kRoot, "f");
+  CHECK(read_all(e.ino) == "rewrite 4sion");
+  fh = fs->open(e.ino, O_RDWR);
+  fs->write(fh, 0, "after restore", 13);
+  record();
+  fs->release(fh);
+  CHECK(sessions.size() == 3);
+  CHECK(read_all(e.ino) == "after restore");
+}
+
 TEST_CASE_METHOD(VaultFixture, "fs: tampered names and directory ids are detected", "[fs][tamper]") {
   auto d = fs->mkdir(Fs::kRoot, "dir", 0755).ino;
   create(d, "inner", "data");
@@ -536,8 +595,10 @@ TEST_CASE("vault: wrong passphrase, passwd, config tamper", "[vault]") {
   CHECK(Vault::info(dir.path).kdf_params.opslimit == 2);
 }
 
-// The golden vault in tests/fusevault/golden was made by format version 1 with
-// passphrase "golden" (see golden/README). Its plaintext is regenerated here.
+// The golden vaults in tests/fusevault/golden (vault: format 1, vault-v2: format 2) were
+// made with passphrase "golden" by the manual case below:
+//   FV_GOLDEN_OUT=DIR FV_TEST_FORMAT=N fusevault_unit_tests "[.golden-gen]"
+// Their plaintext is regenerated here.
 namespace {
 struct GoldenFile {
   std::string path;
@@ -557,7 +618,7 @@ const std::vector<GoldenFile> kGolden = {
 TEST_CASE("golden vault: generate (manual)", "[.golden-gen]") {
   const char* out = std::getenv("FV_GOLDEN_OUT");
   REQUIRE(out);
-  Vault::create(out, SecureBytes::from("golden"), minimum_kdf());
+  Vault::create(out, SecureBytes::from("golden"), minimum_kdf(), test_format());
   auto v = Vault::open(out, SecureBytes::from("golden"));
   auto& fs = v->fs();
   for (auto& g : kGolden) {
@@ -581,9 +642,11 @@ TEST_CASE("golden vault: generate (manual)", "[.golden-gen]") {
   fs.symlink(Fs::kRoot, "link", "sub/deeper/file");
 }
 
-TEST_CASE("golden vault: this version reads the checked-in version-1 vault", "[golden]") {
-  // Work on a copy: opening must not need write access, but fsck of a copy is cleaner.
-  const std::string src = FV_GOLDEN_DIR "/vault";
+TEST_CASE("golden vault: this version reads the checked-in vaults of formats 1 and 2", "[golden]") {
+  const unsigned version = GENERATE(1u, 2u);
+  CAPTURE(version);
+  const std::string src = version == 1 ? FV_GOLDEN_DIR "/vault" : FV_GOLDEN_DIR "/vault-v2";
+  REQUIRE(Vault::info(src).format_version == version);
   auto v = Vault::open(src, SecureBytes::from("golden"));
   CHECK_THROWS_AS(Vault::open(src, SecureBytes::from("Golden")), WrongPassphrase);
   auto& fs = v->fs();
@@ -607,5 +670,4 @@ TEST_CASE("golden vault: this version reads the checked-in version-1 vault", "[g
   auto r = fsck(*v);
   CHECK(r.damaged.empty());
   CHECK(r.files == kGolden.size());
-  CHECK(Vault::info(src).format_version == 1);
 }

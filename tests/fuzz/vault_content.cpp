@@ -1,8 +1,9 @@
 // fusevault's decoders of what an attacker with the cipherdir controls: a content file
 // (header, then 4 KiB blocks of nonce || ciphertext || tag) read and written through the
 // filesystem layer exactly as the FUSE server does, an encrypted name, an encrypted symlink
-// target. Keys are the checked-in golden vault's (its seeds decrypt), so inputs reach both
-// the structural checks and the authenticated paths. Any input must end in data or an
+// target. Keys are the checked-in golden vaults' (their seeds decrypt), so inputs reach both
+// the structural checks and the authenticated paths: an input whose first byte is 2 (a
+// format-2 header) goes to the format-2 vault, every other to the format-1 vault. Any input must end in data or an
 // errno, never in a crash; what decrypts is consistent (sizes; names re-encrypt to
 // themselves, one spelling per name).
 #include <fcntl.h>
@@ -35,7 +36,7 @@ struct Golden {
   format::DirId root_id{};
   std::string disk;                            // on-disk name of the plaintext name "f"
 };
-Golden* g = nullptr;
+Golden* goldens = nullptr;  // [0]: format 1, [1]: format 2
 
 std::vector<std::uint8_t> slurp(const fs::path& p) {
   std::vector<std::uint8_t> out;
@@ -52,7 +53,34 @@ std::vector<std::uint8_t> slurp(const fs::path& p) {
 
 void cleanup() {
   std::error_code ec;
-  if (g) fs::remove_all(g->dir, ec);
+  if (goldens)
+    for (int i = 0; i < 2; i++) fs::remove_all(goldens[i].dir, ec);
+}
+
+void setup(Golden* g, const fs::path& golden) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/pw-fuzz-vault-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) {
+    std::perror("mkdtemp");
+    std::abort();
+  }
+  g->dir = tmpl;
+  fs::copy_file(golden / format::kConfigName, g->dir / format::kConfigName);
+  fs::copy_file(golden / format::kDirIdName, g->dir / format::kDirIdName);
+  const auto conf = slurp(golden / format::kConfigName);
+  const auto config = format::parse_config(conf.data(), conf.size(), 0, 0);
+  SecureBytes master;
+  if (!format::unwrap_master(config, SecureBytes::from("golden"), master)) {
+    std::fprintf(stderr, "the golden vault's passphrase no longer unlocks it\n");
+    std::abort();
+  }
+  g->keys = std::make_shared<const format::Keys>(master.data(), config.version);
+  const auto id = slurp(golden / format::kDirIdName);
+  FUZZ_ASSERT(id.size() == g->root_id.size());
+  std::copy(id.begin(), id.end(), g->root_id.begin());
+  g->disk = format::encrypt_name(*g->keys, g->root_id, "f");
+  g->root = ::open(g->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  FUZZ_ASSERT(g->root >= 0);
 }
 
 // Reads the whole file in uneven chunks, then a slice in the middle; returns bytes read.
@@ -78,36 +106,19 @@ std::uint64_t read_all(Fs& f, std::uint64_t fh, std::uint64_t size) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   crypto::init();
-  g = new Golden;
-  const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/pw-fuzz-vault-XXXXXX";
-  if (!::mkdtemp(tmpl.data())) {
-    std::perror("mkdtemp");
-    std::abort();
-  }
-  g->dir = tmpl;
+  goldens = new Golden[2];
   std::atexit(cleanup);
-  const fs::path golden = FV_GOLDEN_VAULT;
-  fs::copy_file(golden / format::kConfigName, g->dir / format::kConfigName);
-  fs::copy_file(golden / format::kDirIdName, g->dir / format::kDirIdName);
-  const auto conf = slurp(golden / format::kConfigName);
-  const auto config = format::parse_config(conf.data(), conf.size(), 0, 0);
-  SecureBytes master;
-  if (!format::unwrap_master(config, SecureBytes::from("golden"), master)) {
-    std::fprintf(stderr, "the golden vault's passphrase no longer unlocks it\n");
+  setup(&goldens[0], FV_GOLDEN_DIR "/vault");
+  if (!crypto::aes256gcm_available()) {
+    std::fprintf(stderr, "this CPU has no AES instructions: format 2 cannot be fuzzed\n");
     std::abort();
   }
-  g->keys = std::make_shared<const format::Keys>(master.data());
-  const auto id = slurp(golden / format::kDirIdName);
-  FUZZ_ASSERT(id.size() == g->root_id.size());
-  std::copy(id.begin(), id.end(), g->root_id.begin());
-  g->disk = format::encrypt_name(*g->keys, g->root_id, "f");
-  g->root = ::open(g->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  FUZZ_ASSERT(g->root >= 0);
+  setup(&goldens[1], FV_GOLDEN_DIR "/vault-v2");
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Golden* g = &goldens[size > 0 && data[0] == 2 ? 1 : 0];
   // The bytes as the content file "f".
   ::unlinkat(g->root, g->disk.c_str(), 0);
   int fd = ::openat(g->root, g->disk.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

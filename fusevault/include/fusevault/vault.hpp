@@ -30,6 +30,13 @@ struct KdfParams {
 KdfParams default_kdf();  // Argon2id MODERATE: 3 passes, 256 MiB
 KdfParams minimum_kdf();  // the floor we accept when opening
 
+// Format 2 seals file contents with AES-256-GCM (a key per write session), format 1 with
+// XChaCha20-Poly1305; docs/vault-format.md. Format 2 needs a CPU with AES instructions.
+// The newest format this machine can open: 2 if it has them, else 1.
+unsigned default_format();
+// "AES-256-GCM, a key per write session" or "XChaCha20-Poly1305, random nonces".
+std::string content_cipher(unsigned format_version);
+
 struct VaultInfo {
   unsigned format_version;
   std::uint32_t flags;
@@ -46,8 +53,9 @@ public:
   Vault(const Vault&) = delete;
   Vault& operator=(const Vault&) = delete;
 
-  // Creates a new vault in an existing empty directory.
-  static void create(const std::string& cipherdir, const SecureBytes& passphrase, KdfParams kdf);
+  // Creates a new vault in an existing empty directory; format 0 means default_format().
+  static void create(const std::string& cipherdir, const SecureBytes& passphrase, KdfParams kdf,
+                     unsigned format = 0);
   // Opens (unlocks) a vault; throws WrongPassphrase or VaultError.
   static std::unique_ptr<Vault> open(const std::string& cipherdir, const SecureBytes& passphrase);
   // Re-wraps the master key under a new passphrase (atomic: temp + fsync + rename).
