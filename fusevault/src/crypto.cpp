@@ -97,6 +97,8 @@ std::string hex(const std::uint8_t* p, std::size_t n) {
   return s;
 }
 
+void wipe(void* p, std::size_t n) { sodium_memzero(p, n); }
+
 bool equal_ct(const std::uint8_t* a, const std::uint8_t* b, std::size_t n) {
   return sodium_memcmp(a, b, n) == 0;
 }

@@ -49,6 +49,7 @@ void kdf_subkey(std::uint8_t* out32, const std::uint8_t* master32, const char* c
 std::string b64url(const std::uint8_t* p, std::size_t n);  // URL-safe, no padding
 bool b64url_decode(std::string_view s, std::vector<std::uint8_t>& out);
 std::string hex(const std::uint8_t* p, std::size_t n);
+void wipe(void* p, std::size_t n);  // sodium_memzero
 bool equal_ct(const std::uint8_t* a, const std::uint8_t* b, std::size_t n);
 
 }  // namespace fusevault::crypto

@@ -191,17 +191,21 @@ bool open_block(std::uint8_t* out, const std::uint8_t* in, std::size_t len, cons
 }
 
 SessionKey::SessionKey(const Keys& k, const FileId& file, const KeyId& key_id)
-    : id_(key_id), state_(crypto::kAesStateBytes) {
+    : id_(key_id), state_(crypto::kAesStateBytes + crypto::kKeyBytes) {
+  // One secure allocation per session: the expanded state, then the raw key while it is
+  // expanded (wiped right after). Sizes are multiples of 16, so the state is aligned.
+  if (reinterpret_cast<std::uintptr_t>(state_.data()) % 16 != 0) throw FormatError("unaligned key state");
   std::uint8_t in[8 + kFileIdBytes + kKeyIdBytes] = {'f', 'v', 'b', 'l', 'k', 'k', 'e', 'y'};
   std::memcpy(in + 8, file.data(), kFileIdBytes);
   std::memcpy(in + 8 + kFileIdBytes, key_id.data(), kKeyIdBytes);
-  SecureBytes key(crypto::kKeyBytes);
-  crypto::keyed_hash(key.data(), crypto::kKeyBytes, in, sizeof in, k.content());
+  std::uint8_t* key = state_.data() + crypto::kAesStateBytes;
+  crypto::keyed_hash(key, crypto::kKeyBytes, in, sizeof in, k.content());
 #ifdef FUSEVAULT_BENCH_NOCRYPT
   std::memset(state_.data(), 0, crypto::kAesStateBytes);
 #else
-  crypto::aes256gcm_expand(state_.data(), key.data());
+  crypto::aes256gcm_expand(state_.data(), key);
 #endif
+  crypto::wipe(key, crypto::kKeyBytes);
 }
 
 namespace {
