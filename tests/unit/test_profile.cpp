@@ -551,6 +551,7 @@ allow_userns = true
 Z = "last \"quoted\" \\ value"
 A = "first"
 M = "$HOME"
+N = "\nstarts with a line break\nand has two"
 )";
     if (posture == "agent") {
       extra += "\n[agent]\nstate_dir = \".claude-okb\"\nhome = \"tmpfs/\"\nxdg = true\n";
@@ -560,7 +561,7 @@ M = "$HOME"
     INFO(text);
     const ProfileSpec back = parse_profile(text, "rendered.toml", "okb");
     CHECK(back.same_settings(s));
-    CHECK(back.env == s.env);  // order kept
+    CHECK(back.env == s.env);  // order kept, a leading line break kept
     CHECK(back.blacklist.at(1).path == w.home / "a$b");
     // Every effective value is spelled out, including defaults.
     for (const char* key : {"posture = ", "shell = ", "ipc = true", "mode = ", "landlock = ",
