@@ -190,23 +190,50 @@ bool open_block(std::uint8_t* out, const std::uint8_t* in, std::size_t len, cons
 #endif
 }
 
-SessionKey::SessionKey(const Keys& k, const FileId& file, const KeyId& key_id)
-    : id_(key_id), state_(crypto::kAesStateBytes + crypto::kKeyBytes) {
-  // One secure allocation per session: the expanded state, then the raw key while it is
-  // expanded (wiped right after). Sizes are multiples of 16, so the state is aligned.
-  if (reinterpret_cast<std::uintptr_t>(state_.data()) % 16 != 0) throw FormatError("unaligned key state");
+std::uint8_t* KeySlab::take() {
+  std::lock_guard g(mu_);
+  if (free_.empty()) {
+    SecureBytes slab(kSlot * kSlotsPerSlab);
+    // sodium_malloc places the region right before a guard page; with a size that is a
+    // multiple of 16 it starts 16-aligned, as the AES state needs.
+    if (reinterpret_cast<std::uintptr_t>(slab.data()) % 16 != 0) throw FormatError("unaligned key slab");
+    for (std::size_t i = kSlotsPerSlab; i-- > 0;) free_.push_back(slab.data() + i * kSlot);
+    slabs_.push_back(std::move(slab));
+  }
+  std::uint8_t* p = free_.back();
+  free_.pop_back();
+  return p;
+}
+
+void KeySlab::give(std::uint8_t* slot) {
+  crypto::wipe(slot, kSlot);
+  std::lock_guard g(mu_);
+  free_.push_back(slot);
+}
+
+std::size_t KeySlab::slabs() const {
+  std::lock_guard g(mu_);
+  return slabs_.size();
+}
+
+SessionKey::SessionKey(const Keys& k, const FileId& file, const KeyId& key_id, std::shared_ptr<KeySlab> slab)
+    : id_(key_id), slab_(std::move(slab)), state_(slab_->take()) {
+  static_assert(KeySlab::kSlot == crypto::kAesStateBytes + crypto::kKeyBytes && KeySlab::kSlot % 16 == 0);
   std::uint8_t in[8 + kFileIdBytes + kKeyIdBytes] = {'f', 'v', 'b', 'l', 'k', 'k', 'e', 'y'};
   std::memcpy(in + 8, file.data(), kFileIdBytes);
   std::memcpy(in + 8 + kFileIdBytes, key_id.data(), kKeyIdBytes);
-  std::uint8_t* key = state_.data() + crypto::kAesStateBytes;
+  // The raw key lives in the slot's tail only while it is expanded.
+  std::uint8_t* key = state_ + crypto::kAesStateBytes;
   crypto::keyed_hash(key, crypto::kKeyBytes, in, sizeof in, k.content());
 #ifdef FUSEVAULT_BENCH_NOCRYPT
-  std::memset(state_.data(), 0, crypto::kAesStateBytes);
+  std::memset(state_, 0, crypto::kAesStateBytes);
 #else
-  crypto::aes256gcm_expand(state_.data(), key);
+  crypto::aes256gcm_expand(state_, key);
 #endif
   crypto::wipe(key, crypto::kKeyBytes);
 }
+
+SessionKey::~SessionKey() { slab_->give(state_); }
 
 namespace {
 constexpr std::size_t kV2Nonce = kKeyIdBytes;  // offset of the nonce in a v2 block

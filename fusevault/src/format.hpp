@@ -3,6 +3,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -135,17 +137,39 @@ void seal_block(std::uint8_t* out, const std::uint8_t* plain, std::size_t len, c
 bool open_block(std::uint8_t* out, const std::uint8_t* in, std::size_t len, const FileId& id,
                 std::uint64_t idx, bool last, const std::uint8_t* key);
 
+// Secure memory for session keys, in slots: sodium_malloc costs several mmap/mprotect/mlock
+// calls (about 50 us here) and a session key is needed for every file written or read, so
+// slots come from slabs of sodium_malloc'd memory (guard pages, mlock'd, no core dumps),
+// and a returned slot is wiped at once. Thread-safe.
+class KeySlab {
+public:
+  static constexpr std::size_t kSlot = 512 + 32;  // expanded AES state + the raw key; 16 | kSlot
+  static constexpr std::size_t kSlotsPerSlab = 120;  // 16 pages
+  std::uint8_t* take();
+  void give(std::uint8_t* slot);  // wipes it
+  std::size_t slabs() const;
+
+private:
+  mutable std::mutex mu_;
+  std::vector<SecureBytes> slabs_;
+  std::vector<std::uint8_t*> free_;
+};
+
 // Version 2. A write session's AES-256-GCM key: BLAKE2b-256 keyed with the content key
-// over "fvblkkey" || file id || key id, expanded once and kept in secure memory.
+// over "fvblkkey" || file id || key id, expanded once into a slot of the slab.
 class SessionKey {
 public:
-  SessionKey(const Keys& k, const FileId& file, const KeyId& key_id);
+  SessionKey(const Keys& k, const FileId& file, const KeyId& key_id, std::shared_ptr<KeySlab> slab);
+  ~SessionKey();
+  SessionKey(const SessionKey&) = delete;
+  SessionKey& operator=(const SessionKey&) = delete;
   const KeyId& id() const { return id_; }
-  const void* state() const { return state_.data(); }
+  const void* state() const { return state_; }
 
 private:
   KeyId id_;
-  SecureBytes state_;
+  std::shared_ptr<KeySlab> slab_;  // outlives every slot it gave out
+  std::uint8_t* state_;
 };
 // out receives 16 + 12 + len + 16 bytes: key id || nonce || ciphertext || tag, where the
 // nonce is the session's block counter (u64 LE, then 4 zero bytes).

@@ -207,7 +207,8 @@ constexpr std::size_t kReadKeyCache = 16;
 // seal() may run on several threads at once.
 class Fs::Sealer {
 public:
-  Sealer(const format::Keys& keys, OpenFile& of, std::size_t count) : keys_(keys), of_(of) {
+  Sealer(const Fs& fs, OpenFile& of, std::size_t count) : keys_(*fs.keys_), of_(of) {
+    const format::Keys& keys = keys_;
     if (keys.layout().version == format::kFormatV1) {
       nonces_ = &tls_buf(1);
       nonces_->resize(count * crypto::kNonceBytes);
@@ -217,7 +218,7 @@ public:
     if (!of.wkey || of.wcounter > (std::uint64_t{1} << 62)) {
       format::KeyId kid;
       crypto::random_bytes(kid.data(), kid.size());
-      of.wkey = std::make_shared<const format::SessionKey>(keys, of.id, kid);
+      of.wkey = std::make_shared<const format::SessionKey>(keys, of.id, kid, fs.slab_);
       of.wcounter = 0;
     }
     base_ = of.wcounter;
@@ -244,9 +245,9 @@ private:
 // compares key ids. open() may run on several threads at once.
 class Fs::Opener {
 public:
-  Opener(const format::Keys& keys, OpenFile& of, const std::uint8_t* cbuf, std::size_t count)
-      : keys_(keys), of_(of) {
-    const auto& l = keys.layout();
+  Opener(const Fs& fs, OpenFile& of, const std::uint8_t* cbuf, std::size_t count)
+      : keys_(*fs.keys_), slab_(fs.slab_), of_(of) {
+    const auto& l = keys_.layout();
     if (l.version == format::kFormatV1) return;
     for (std::size_t k = 0; k < count; k++) {
       const std::uint8_t* kid = cbuf + k * l.cipher_block();
@@ -275,12 +276,13 @@ private:
         std::rotate(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(i), c.begin() + static_cast<std::ptrdiff_t>(i) + 1);
         return c.front();
       }
-    auto k = std::make_shared<const format::SessionKey>(keys_, of_.id, kid);
+    auto k = std::make_shared<const format::SessionKey>(keys_, of_.id, kid, slab_);
     if (c.size() >= kReadKeyCache) c.pop_back();
     c.insert(c.begin(), k);
     return k;
   }
   const format::Keys& keys_;
+  const std::shared_ptr<format::KeySlab>& slab_;
   OpenFile& of_;
   std::vector<std::shared_ptr<const format::SessionKey>> keys_used_;
 };
@@ -1046,7 +1048,7 @@ void Fs::load_block(OpenFile& of, std::uint64_t idx, std::uint64_t size, std::ui
   const auto& l = keys_->layout();
   std::uint8_t cbuf[kBlockSize + format::kMaxBlockOverhead];
   pread_exact(of.fd, cbuf, len + l.overhead, format::block_offset(idx, l));
-  if (!Opener(*keys_, of, cbuf, 1).open(out, cbuf, len, idx, idx == nb - 1)) fail(EIO);
+  if (!Opener(*this, of, cbuf, 1).open(out, cbuf, len, idx, idx == nb - 1)) fail(EIO);
 }
 
 std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n) {
@@ -1087,7 +1089,7 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
     if (we > ws) std::memcpy(edge[nedge] + (ws - i * kBlockSize), data + (ws - off), we - ws);
     edge_idx[nedge++] = i;
   }
-  const Sealer sealer(*keys_, of, count);
+  const Sealer sealer(*this, of, count);
   parallel(count, [&](std::size_t b, std::size_t e) {
     for (std::size_t k = b; k < e; k++) {
       const std::uint64_t i = first + k;
@@ -1124,7 +1126,7 @@ void Fs::grow(OpenFile& of, std::uint64_t newsize) {
   while (i < new_nb) {
     const std::uint64_t cnt = std::min<std::uint64_t>(new_nb - i, kChunkBlocks);
     cbuf.resize(cnt * l.cipher_block());
-    const Sealer sealer(*keys_, of, cnt);
+    const Sealer sealer(*this, of, cnt);
     std::size_t out = 0;
     for (std::uint64_t j = i; j < i + cnt; j++) {
       const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, newsize - j * kBlockSize));
@@ -1160,7 +1162,7 @@ void Fs::truncate(OpenFile& of, std::uint64_t newsize) {
   load_block(of, li, size, tmp);
   const auto& l = keys_->layout();
   std::uint8_t cbuf[kBlockSize + format::kMaxBlockOverhead];
-  Sealer(*keys_, of, 1).seal(0, cbuf, tmp, blen, li, true);
+  Sealer(*this, of, 1).seal(0, cbuf, tmp, blen, li, true);
   pwrite_all(of.fd, cbuf, blen + l.overhead, format::block_offset(li, l));
   if (::ftruncate(of.fd, static_cast<off_t>(format::cipher_size(newsize, l))) != 0) fail_errno();
   of.size = newsize;
@@ -1180,7 +1182,7 @@ std::size_t Fs::read_chunk(OpenFile& of, std::uint64_t off, std::size_t n, std::
   cbuf.resize(clen);
   pread_exact(of.fd, cbuf.data(), clen, format::block_offset(first, l));
   std::atomic<bool> bad{false};
-  const Opener opener(*keys_, of, cbuf.data(), static_cast<std::size_t>(last - first + 1));
+  const Opener opener(*this, of, cbuf.data(), static_cast<std::size_t>(last - first + 1));
   parallel(static_cast<std::size_t>(last - first + 1), [&](std::size_t b, std::size_t e) {
     std::uint8_t tmp[kBlockSize];
     for (std::size_t k = b; k < e; k++) {

@@ -133,6 +133,7 @@ private:
 
   int root_fd_;
   std::shared_ptr<const format::Keys> keys_;
+  std::shared_ptr<format::KeySlab> slab_ = std::make_shared<format::KeySlab>();
   std::mutex mu_;  // node table, dir fd cache and every namespace operation
   std::unordered_map<std::uint64_t, std::unique_ptr<Node>> nodes_;
   std::unordered_map<ino_t, Node*> by_backing_;

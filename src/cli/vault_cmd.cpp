@@ -249,8 +249,10 @@ int vault_init(const std::string& name, const PassSource& pass, const KdfChoice&
   if (::mkdir(v.mountpoint.c_str(), 0700) != 0 && errno != EEXIST) {
     out::warn("cannot create the mountpoint " + v.mountpoint.string() + ": " + std::strerror(errno));
   }
+  const unsigned format = fusevault::Vault::info(v.cipherdir.string()).format_version;
   out::info("created the vault of " + t.name + "\n  encrypted files: " + v.cipherdir.string() +
-            " (never visible in any session)\n  plaintext at:    " + v.mountpoint.string() +
+            " (never visible in any session; fusevault format " + std::to_string(format) + ", " +
+            fusevault::content_cipher(format) + ")\n  plaintext at:    " + v.mountpoint.string() +
             ", inside `pw " + t.name + "` sessions, after `pw vault unlock " + t.name + "`");
   return 0;
 }

@@ -4,7 +4,9 @@
 #include <sodium.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <cstring>
 #include <iostream>
 
@@ -189,7 +191,8 @@ TEST_CASE("content blocks (format 2): AES-256-GCM under the write session's key,
   const auto id = fileid_kat();
   KeyId kid;
   for (int i = 0; i < 16; i++) kid[i] = static_cast<std::uint8_t>(0x30 + i);
-  const SessionKey sk(k, id, kid);
+  auto slab = std::make_shared<KeySlab>();
+  const SessionKey sk(k, id, kid, slab);
   const std::string plain = "fusevault block known-answer test";
   const auto* pp = reinterpret_cast<const std::uint8_t*>(plain.data());
   std::vector<std::uint8_t> c(plain.size() + kLayoutV2.overhead);
@@ -225,10 +228,10 @@ TEST_CASE("content blocks (format 2): AES-256-GCM under the write session's key,
   auto other = id;
   other[3] ^= 0x80;
   CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), other, 7, true, sk));                // other file id in AD
-  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), other, 7, true, SessionKey(k, other, kid)));  // and key
+  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), other, 7, true, SessionKey(k, other, kid, slab)));  // and key
   auto kid2 = kid;
   kid2[0] ^= 1;
-  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), id, 7, true, SessionKey(k, id, kid2)));  // other session
+  CHECK_FALSE(open_block_v2(o, c.data(), plain.size(), id, 7, true, SessionKey(k, id, kid2, slab)));  // other session
   for (std::size_t i = 0; i < c.size(); i++) {
     auto t = c;
     t[i] ^= 0x04;
@@ -241,6 +244,25 @@ TEST_CASE("content blocks (format 2): AES-256-GCM under the write session's key,
   CHECK(c2[16] == 6);
   CHECK(hexs(c2.data() + 28, ref.size()) != hexs(c.data() + 28, ref.size()));
 #endif
+}
+
+TEST_CASE("session keys live in slots of secure slabs, wiped when given back", "[format]") {
+  crypto::init();
+  KeySlab slab;
+  std::set<std::uint8_t*> slots;
+  for (std::size_t i = 0; i < KeySlab::kSlotsPerSlab + 3; i++) {
+    std::uint8_t* p = slab.take();
+    CHECK(reinterpret_cast<std::uintptr_t>(p) % 16 == 0);
+    std::memset(p, 0xa5, KeySlab::kSlot);  // the whole slot is usable
+    slots.insert(p);
+  }
+  CHECK(slots.size() == KeySlab::kSlotsPerSlab + 3);  // all distinct
+  CHECK(slab.slabs() == 2);
+  std::uint8_t* p = *slots.begin();
+  slab.give(p);
+  CHECK(std::all_of(p, p + KeySlab::kSlot, [](std::uint8_t b) { return b == 0; }));
+  CHECK(slab.take() == p);  // reused, no new slab
+  CHECK(slab.slabs() == 2);
 }
 
 TEST_CASE("plaintext size is derivable from ciphertext size", "[format]") {
