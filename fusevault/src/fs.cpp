@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -65,7 +66,10 @@ struct Fs::Handle {
 };
 
 // Spreads the block crypto of one large request over the CPUs. Threads are started on
-// first use (never before a daemonizing fork) and joined with the Fs.
+// first use (never before a daemonizing fork) and joined with the Fs. A request comes every
+// 100 us or so while a file streams, and waking a sleeping thread costs tens of us on a
+// virtual machine, so an idle worker spins briefly before it sleeps, and the caller runs
+// whatever parts of its own request no worker has taken yet instead of waiting for one.
 struct Fs::Pool {
   using Fn = std::function<void(std::size_t, std::size_t)>;
   struct Job {
@@ -73,23 +77,34 @@ struct Fs::Pool {
     std::size_t begin, end;
     std::latch* done;
   };
+  static constexpr auto kSpin = std::chrono::microseconds(50);
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Job> q;
+  std::atomic<std::size_t> queued{0};
+  std::size_t sleepers = 0;  // under mu
   std::vector<std::thread> threads;
-  bool stop = false;
+  std::atomic<bool> stop{false};
 
   explicit Pool(unsigned n) {
     for (unsigned i = 0; i < n; i++)
       threads.emplace_back([this] {
         for (;;) {
+          const auto until = std::chrono::steady_clock::now() + kSpin;
+          while (queued.load(std::memory_order_acquire) == 0 && !stop.load(std::memory_order_relaxed) &&
+                 std::chrono::steady_clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+          }
           Job j;
           {
             std::unique_lock l(mu);
+            sleepers++;
             cv.wait(l, [this] { return stop || !q.empty(); });
+            sleepers--;
             if (stop && q.empty()) return;
-            j = q.front();
-            q.pop_front();
+            j = pop_locked();
           }
           (*j.fn)(j.begin, j.end);
           j.done->count_down();
@@ -104,17 +119,39 @@ struct Fs::Pool {
     cv.notify_all();
     for (auto& t : threads) t.join();
   }
-  // fn must not throw. Runs [0, n) in parts; the caller's thread takes the first part.
+  Job pop_locked() {
+    Job j = q.front();
+    q.pop_front();
+    queued.fetch_sub(1, std::memory_order_relaxed);
+    return j;
+  }
+  // fn must not throw. Runs [0, n) in parts; the caller's thread takes the first part, then
+  // any part still queued.
   void run(std::size_t n, const Fn& fn) {
-    const std::size_t parts = std::min<std::size_t>(threads.size() + 1, n);
+    const std::size_t parts = std::min<std::size_t>(2 * (threads.size() + 1), n);
     const std::size_t chunk = (n + parts - 1) / parts;
-    std::latch done(static_cast<std::ptrdiff_t>(parts - 1));
+    const std::size_t used = (n + chunk - 1) / chunk;
+    std::latch done(static_cast<std::ptrdiff_t>(used - 1));
     {
       std::lock_guard l(mu);
-      for (std::size_t p = 1; p < parts; p++) q.push_back({&fn, p * chunk, std::min(n, (p + 1) * chunk), &done});
+      for (std::size_t p = 1; p < used; p++) q.push_back({&fn, p * chunk, std::min(n, (p + 1) * chunk), &done});
+      queued.fetch_add(used - 1, std::memory_order_release);
+      if (sleepers > 0) cv.notify_all();
     }
-    cv.notify_all();
     fn(0, std::min(n, chunk));
+    for (;;) {
+      Job j;
+      {
+        std::lock_guard l(mu);
+        auto it = std::find_if(q.begin(), q.end(), [&](const Job& x) { return x.done == &done; });
+        if (it == q.end()) break;
+        j = *it;
+        q.erase(it);
+        queued.fetch_sub(1, std::memory_order_relaxed);
+      }
+      fn(j.begin, j.end);
+      done.count_down();
+    }
     done.wait();
   }
 };
