@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <cstdlib>
 #include <stdexcept>
 
 namespace fusevault::crypto {
@@ -32,14 +33,16 @@ static_assert(sizeof(crypto_aead_aes256gcm_state) == kAesStateBytes);
 static_assert(crypto_aead_aes256gcm_NPUBBYTES == kAesNonceBytes);
 
 void aes256gcm_expand(void* state, const std::uint8_t* key32) {
-  crypto_aead_aes256gcm_beforenm(static_cast<crypto_aead_aes256gcm_state*>(state), key32);
+  if (crypto_aead_aes256gcm_beforenm(static_cast<crypto_aead_aes256gcm_state*>(state), key32) != 0) std::abort();
 }
 
 void aes256gcm_seal(std::uint8_t* out, const std::uint8_t* m, std::size_t mlen, const std::uint8_t* ad,
                     std::size_t adlen, const std::uint8_t* nonce12, const void* state) {
   unsigned long long clen = 0;
-  crypto_aead_aes256gcm_encrypt_afternm(out, &clen, m, mlen, ad, adlen, nullptr, nonce12,
-                                        static_cast<const crypto_aead_aes256gcm_state*>(state));
+  // Never write a block whose sealing failed: that would be unauthenticated garbage on disk.
+  if (crypto_aead_aes256gcm_encrypt_afternm(out, &clen, m, mlen, ad, adlen, nullptr, nonce12,
+                                            static_cast<const crypto_aead_aes256gcm_state*>(state)) != 0)
+    std::abort();
 }
 
 bool aes256gcm_open(std::uint8_t* out, const std::uint8_t* c, std::size_t clen, const std::uint8_t* ad,

@@ -22,8 +22,9 @@ void aead_seal(std::uint8_t* out, const std::uint8_t* m, std::size_t mlen, const
 bool aead_open(std::uint8_t* out, const std::uint8_t* c, std::size_t clen, const std::uint8_t* ad,
                std::size_t adlen, const std::uint8_t* nonce, const std::uint8_t* key);
 
-// AES-256-GCM with a key expanded once (libsodium's precomputation interface). Needs
-// AES-NI (or ARMv8 AES): libsodium 1.0.18 has no portable fallback.
+// AES-256-GCM with a key expanded once (libsodium's precomputation interface). libsodium
+// 1.0.18 implements it only with x86 AES-NI and PCLMULQDQ; elsewhere these calls fail, so
+// callers check aes256gcm_available() first and a failure here aborts.
 bool aes256gcm_available();
 inline constexpr std::size_t kAesStateBytes = 512;  // sizeof(crypto_aead_aes256gcm_state)
 inline constexpr std::size_t kAesNonceBytes = 12;

@@ -123,6 +123,8 @@ const Layout* layout_for(std::uint16_t version) {
 
 Keys::Keys(const std::uint8_t* master32, std::uint16_t version) : buf_(32 * 5), layout_(layout_for(version)) {
   if (!layout_) throw FormatError("unsupported vault format version " + std::to_string(version));
+  if (version == kFormatV2 && !crypto::aes256gcm_available())
+    throw FormatError("format 2 (AES-256-GCM) needs a CPU that libsodium can run AES-GCM on");
   std::memcpy(buf_.data(), master32, 32);
   crypto::kdf_subkey(buf_.data() + 32, master32, kCtxContent, 1);
   crypto::kdf_subkey(buf_.data() + 64, master32, kCtxNameSiv, 1);
@@ -193,22 +195,32 @@ bool open_block(std::uint8_t* out, const std::uint8_t* in, std::size_t len, cons
 std::uint8_t* KeySlab::take() {
   std::lock_guard g(mu_);
   if (free_.empty()) {
+    // Room first, so that nothing below can throw once the slab's slots are listed, and so
+    // that give() never allocates.
+    slabs_.reserve(slabs_.size() + 1);
+    free_.reserve((slabs_.size() + 1) * kSlotsPerSlab);
     SecureBytes slab(kSlot * kSlotsPerSlab);
     // sodium_malloc places the region right before a guard page; with a size that is a
     // multiple of 16 it starts 16-aligned, as the AES state needs.
     if (reinterpret_cast<std::uintptr_t>(slab.data()) % 16 != 0) throw FormatError("unaligned key slab");
-    for (std::size_t i = kSlotsPerSlab; i-- > 0;) free_.push_back(slab.data() + i * kSlot);
+    std::uint8_t* base = slab.data();
     slabs_.push_back(std::move(slab));
+    for (std::size_t i = kSlotsPerSlab; i-- > 0;) free_.push_back(base + i * kSlot);
   }
   std::uint8_t* p = free_.back();
   free_.pop_back();
   return p;
 }
 
-void KeySlab::give(std::uint8_t* slot) {
+void KeySlab::give(std::uint8_t* slot) noexcept {
   crypto::wipe(slot, kSlot);
   std::lock_guard g(mu_);
-  free_.push_back(slot);
+  free_.push_back(slot);  // within the capacity reserved when its slab was made
+}
+
+void KeySlab::wipe_all() noexcept {
+  std::lock_guard g(mu_);
+  for (auto& s : slabs_) crypto::wipe(s.data(), s.size());
 }
 
 std::size_t KeySlab::slabs() const {

@@ -146,8 +146,11 @@ public:
   static constexpr std::size_t kSlot = 512 + 32;  // expanded AES state + the raw key; 16 | kSlot
   static constexpr std::size_t kSlotsPerSlab = 120;  // 16 pages
   std::uint8_t* take();
-  void give(std::uint8_t* slot);  // wipes it
+  void give(std::uint8_t* slot) noexcept;  // wipes it
   std::size_t slabs() const;
+  // Wipes every slot, given out or not: for a filesystem that stops while files are still
+  // open (their keys can no longer be used, but must not outlive the vault in memory).
+  void wipe_all() noexcept;
 
 private:
   mutable std::mutex mu_;

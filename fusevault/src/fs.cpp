@@ -252,12 +252,14 @@ public:
       crypto::random_bytes(nonces_->data(), nonces_->size());
       return;
     }
-    if (!of.wkey || of.wcounter > (std::uint64_t{1} << 62)) {
+    // A session re-keys after 2^32 block writes (16 TiB), far inside AES-GCM's bounds.
+    if (!of.wkey || of.wcounter + count > (std::uint64_t{1} << 32)) {
       format::KeyId kid;
       crypto::random_bytes(kid.data(), kid.size());
       of.wkey = std::make_shared<const format::SessionKey>(keys, of.id, kid, fs.slab_);
       of.wcounter = 0;
     }
+    key_ = of.wkey;
     base_ = of.wcounter;
     of.wcounter += count;
   }
@@ -267,13 +269,14 @@ public:
       format::seal_block(out, plain, len, of_.id, idx, last, nonces_->data() + k * crypto::kNonceBytes,
                          keys_.content());
     else
-      format::seal_block_v2(out, plain, len, of_.id, idx, last, *of_.wkey, base_ + k);
+      format::seal_block_v2(out, plain, len, of_.id, idx, last, *key_, base_ + k);
   }
 
 private:
   const format::Keys& keys_;
   OpenFile& of_;
   std::vector<std::uint8_t>* nonces_ = nullptr;
+  std::shared_ptr<const format::SessionKey> key_;  // the one its counters belong to
   std::uint64_t base_ = 0;
 };
 
@@ -343,6 +346,9 @@ Fs::Fs(int root_fd, std::shared_ptr<const format::Keys> keys) : root_fd_(root_fd
 
 Fs::~Fs() {
   pool_.reset();
+  // Files still open when the filesystem stops (the server was told to stop) keep their
+  // OpenFile and its session keys alive; the keys are wiped here all the same.
+  slab_->wipe_all();
   for (auto& [ino, e] : dir_cache_) ::close(e.first);
   ::close(root_fd_);
 }

@@ -114,8 +114,9 @@ namespace {
 // Format 2 needs AES-NI: libsodium has no portable AES-GCM. Refused before any key work.
 void require_cipher(unsigned v) {
   if (v == format::kFormatV2 && !crypto::aes256gcm_available())
-    throw VaultError("this vault uses format 2 (AES-256-GCM), which needs a CPU with AES "
-                     "instructions; this one has none (vaults made here use format 1)");
+    throw VaultError("this vault uses format 2 (AES-256-GCM), which libsodium runs only on x86 "
+                     "CPUs with AES-NI and PCLMULQDQ; this one lacks them (vaults made here use "
+                     "format 1)");
 }
 }  // namespace
 
@@ -128,7 +129,7 @@ Vault::~Vault() = default;
 void Vault::create(const std::string& cipherdir, const SecureBytes& pass, KdfParams kdf, unsigned fmt) {
   crypto::init();
   if (fmt == 0) fmt = default_format();
-  if (!format::layout_for(static_cast<std::uint16_t>(fmt)))
+  if (fmt > 0xffff || !format::layout_for(static_cast<std::uint16_t>(fmt)))
     throw VaultError("unknown vault format " + std::to_string(fmt) + " (known: 1, 2)");
   require_cipher(fmt);
   if (pass.empty()) throw VaultError("empty passphrase");
@@ -328,6 +329,12 @@ void harden_process() {
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   rlimit rl{0, 0};
   ::setrlimit(RLIMIT_CORE, &rl);
+  // Key memory is mlock'd as far as RLIMIT_MEMLOCK allows (sodium_malloc does not fail when
+  // it cannot lock): take all of the hard limit.
+  if (::getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_MEMLOCK, &rl);
+  }
 }
 
 }  // namespace fusevault

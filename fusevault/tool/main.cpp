@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   add_pass_opts(init, pass);
   add_kdf_opts(init, kdf);
   init->add_option("--format", format,
-                   "vault format: 2 (AES-256-GCM; default where the CPU has AES instructions) or 1 "
+                   "vault format: 2 (AES-256-GCM; default on x86 CPUs with AES-NI) or 1 "
                    "(XChaCha20-Poly1305)")
       ->check(CLI::IsMember({1u, 2u}));
 

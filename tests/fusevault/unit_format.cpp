@@ -181,9 +181,9 @@ TEST_CASE("content blocks (format 2): AES-256-GCM under the write session's key,
           "[format][kat]") {
   crypto::init();
   if (!crypto::aes256gcm_available()) {
-    // Format 2 is refused on such CPUs (vault tests check that); its vectors cannot be run.
+    // Format 2 is refused on such CPUs (Vault::create/open and Keys check); its vectors cannot be run.
     if (std::getenv("PW_MUST_WORK") && std::string(std::getenv("PW_MUST_WORK")) == "1") FAIL("no AES-NI");
-    WARN("this CPU has no AES instructions: format 2 vectors not run");
+    WARN("libsodium has no AES-GCM on this CPU: format 2 vectors not run");
     return;
   }
   auto m = master_kat();

@@ -415,11 +415,17 @@ TEST_CASE_METHOD(VaultFixture, "fs: tampered ciphertext yields EIO, never wrong 
     expect_eio_range(0, 8192, false);
     expect_eio_range(3 * 4096, 4096, false);
   }
-  SECTION("nonce flip") {
-    auto t = origA;
-    t[block_offset(1) + 3] ^= 1;
-    put(pa, t);
-    expect_eio_range(4096, 1, true);
+  // The bytes before the ciphertext: format 1's nonce; format 2's key id, then its nonce
+  // (a counter and four zero bytes).
+  for (const std::size_t at : layout.version == format::kFormatV1 ? std::vector<std::size_t>{3, 23}
+                                                                  : std::vector<std::size_t>{3, 16 + 2, 16 + 10}) {
+    SECTION("flip of byte " + std::to_string(at) + " of a block's nonce or key id") {
+      auto t = origA;
+      t[block_offset(1) + at] ^= 1;
+      put(pa, t);
+      expect_eio_range(4096, 1, true);
+      expect_eio_range(0, 4096, false);
+    }
   }
   SECTION("blocks swapped within a file") {
     auto t = origA;
@@ -468,40 +474,82 @@ TEST_CASE_METHOD(VaultFixture, "fs: tampered ciphertext yields EIO, never wrong 
   }
 }
 
-TEST_CASE_METHOD(VaultFixture, "fs: format 2 never seals two blocks with one key and nonce", "[fs]") {
-  if (layout.version != format::kFormatV2) return;
-  // (key id || nonce) of block 0 -> its ciphertext, over every state the file goes through:
-  // rewrites in one session, a new session, and a restored old copy written again.
+TEST_CASE_METHOD(VaultFixture, "fs: format 2 never seals two blocks with one key and nonce", "[fs][v2]") {
+  if (layout.version != format::kFormatV2) {
+    const char* must = std::getenv("PW_MUST_WORK");
+    if (must && std::string(must) == "1") FAIL("format 2 is not this machine's default");
+    WARN("format 2 is not this machine's default: not run");
+    return;
+  }
+  // (file id, key id, nonce) of every block -> the block, over every state the file goes
+  // through. The same triple may only ever come back as the very same block.
   std::map<std::string, std::string> seen;
   std::set<std::string> sessions;
+  std::size_t collisions = 0;
   std::string path;
   auto record = [&] {
     const auto raw = fvtest::read_path(path);
-    REQUIRE(raw.size() >= format::kHeaderSize + 28);
-    const auto kn = raw.substr(format::kHeaderSize, 28), rest = raw.substr(format::kHeaderSize + 28);
-    auto [it, fresh] = seen.emplace(kn, rest);
-    CHECK((fresh || it->second == rest));  // same (key, nonce) is only ever the same block
-    sessions.insert(kn.substr(0, 16));
+    if (raw.empty()) return;
+    REQUIRE(raw.size() > format::kHeaderSize + layout.overhead);
+    const std::string fid = raw.substr(4, 16);
+    for (std::size_t off = format::kHeaderSize; off < raw.size(); off += layout.cipher_block()) {
+      const std::string blk = raw.substr(off, layout.cipher_block());
+      REQUIRE(blk.size() > layout.overhead);
+      auto [it, fresh] = seen.emplace(fid + blk.substr(0, 28), blk);
+      if (!fresh && it->second != blk) collisions++;
+      sessions.insert(fid + blk.substr(0, 16));
+    }
+    CHECK(collisions == 0);
+  };
+  auto setsize = [&](std::uint64_t ino, std::uint64_t fh, std::uint64_t size) {
+    SetAttrRequest r;
+    r.set_size = true;
+    r.size = size;
+    fs->setattr(ino, fh, r);
   };
   std::uint64_t fh = 0;
   auto e = fs->create(Fs::kRoot, "f", 0600, O_RDWR, fh);
-  fs->write(fh, 0, "first version", 13);
+  const std::string big = pattern(40 * 4096, 1);  // 40 blocks: sealed by the pool
+  fs->write(fh, 0, big.data(), big.size());
   path = dir.path + "/" + disk_entries().at(0);
+  record();
+  fs->write(fh, 5 * 4096 + 100, big.data(), 2 * 4096 + 200);  // unaligned, over 3 blocks
+  record();
+  const auto snapshot = fvtest::read_path(path);
+  fs->write(fh, 40 * 4096, "tail", 4);  // append at a boundary: block 39 is resealed
+  record();
+  const auto fh2 = fs->open(e.ino, O_RDWR);  // a second handle writes in the same session
+  fs->write(fh2, 100, "second handle", 13);
+  fs->write(fh, 200, "first handle", 12);
+  record();
+  setsize(e.ino, fh, 300 * 4096 + 5);  // grow by more than one chunk of 256 blocks
+  record();
+  setsize(e.ino, fh, 50 * 4096 + 123);  // into the middle of a block
+  record();
+  CHECK(sessions.size() == 1);  // all of that in one session: the counter moved on
+  // An old copy put back under the open file: the session goes on counting.
+  fvtest::write_path(path, snapshot);
+  fs->write(fh, 0, big.data(), 4096);
+  record();
+  fs->release(fh2);
+  fs->release(fh);
+  CHECK(sessions.size() == 1);
+  fh = fs->open(e.ino, O_RDWR | O_TRUNC);  // emptied: a new file id, a new session
+  fs->write(fh, 0, "first version", 13);
   record();
   for (int i = 0; i < 5; i++) {
     const std::string d = "rewrite " + std::to_string(i);
     fs->write(fh, 0, d.data(), d.size());
     record();
   }
-  CHECK(sessions.size() == 1);  // one open: one session, the counter moves on
-  CHECK(seen.size() == 6);
   fs->release(fh);
+  CHECK(sessions.size() == 2);
   const auto old_copy = fvtest::read_path(path);
   fh = fs->open(e.ino, O_RDWR);
   fs->write(fh, 0, "second session", 14);
   record();
   fs->release(fh);
-  CHECK(sessions.size() == 2);
+  CHECK(sessions.size() == 3);
   // Restore the old copy (a backup, a snapshot) and write to it again: a new session,
   // so its first counter values cannot collide with the ones the old copy used.
   vault.reset();
@@ -514,8 +562,10 @@ TEST_CASE_METHOD(VaultFixture, "fs: format 2 never seals two blocks with one key
   fs->write(fh, 0, "after restore", 13);
   record();
   fs->release(fh);
-  CHECK(sessions.size() == 3);
+  CHECK(sessions.size() == 4);
   CHECK(read_all(e.ino) == "after restore");
+  CHECK(collisions == 0);
+  CHECK(seen.size() > 300);  // every step sealed the blocks it should
 }
 
 TEST_CASE_METHOD(VaultFixture, "fs: tampered names and directory ids are detected", "[fs][tamper]") {

@@ -31,8 +31,8 @@ KdfParams default_kdf();  // Argon2id MODERATE: 3 passes, 256 MiB
 KdfParams minimum_kdf();  // the floor we accept when opening
 
 // Format 2 seals file contents with AES-256-GCM (a key per write session), format 1 with
-// XChaCha20-Poly1305; docs/vault-format.md. Format 2 needs a CPU with AES instructions.
-// The newest format this machine can open: 2 if it has them, else 1.
+// XChaCha20-Poly1305; docs/vault-format.md. Format 2 needs libsodium's AES-GCM, which
+// 1.0.18 has only on x86 with AES-NI and PCLMULQDQ. The default: 2 where it is, else 1.
 unsigned default_format();
 // "AES-256-GCM, a key per write session" or "XChaCha20-Poly1305, random nonces".
 std::string content_cipher(unsigned format_version);
@@ -111,7 +111,8 @@ private:
   std::unique_ptr<Impl> impl_;
 };
 
-// Makes the current process non-dumpable and sets RLIMIT_CORE to 0.
+// Makes the current process non-dumpable, sets RLIMIT_CORE to 0 and raises RLIMIT_MEMLOCK
+// to its hard limit (key memory is mlock'd as far as it allows).
 void harden_process();
 
 // Passphrase input. Terminal: echo off, on the given tty fd (or /dev/tty if -1).
