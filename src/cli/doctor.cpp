@@ -20,6 +20,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <fusevault/vault.hpp>
+
 #include "cli/session.hpp"
 #include "profile/loader.hpp"
 #include "util/error.hpp"
@@ -438,6 +440,26 @@ std::optional<std::string> cgroup2_path(std::string_view text) {
   return std::nullopt;
 }
 
+// ---- vault cipher ------------------------------------------------------------------------
+
+Check vault_cipher_verdict(unsigned default_format, const std::vector<VaultFormat>& vaults) {
+  Check c{Status::Ok, "vault cipher",
+          "new vaults: fusevault format " + std::to_string(default_format) + ", " +
+              fusevault::content_cipher(default_format),
+          {}};
+  for (const auto& v : vaults) {
+    if (v.format <= default_format) continue;
+    // Only format 2 can be out of reach: it needs libsodium's AES-GCM.
+    c.status = Status::Fail;
+    c.detail += "; the vault of " + v.profile + " is format " + std::to_string(v.format) + " (" +
+                fusevault::content_cipher(v.format) + "), which cannot be opened on this CPU";
+    if (c.fix.empty()) {
+      c.fix = {"open it on an x86 machine with AES-NI and PCLMULQDQ (libsodium runs AES-GCM only there)"};
+    }
+  }
+  return c;
+}
+
 namespace {
 
 Check cgroup_check() {
@@ -520,7 +542,7 @@ Check runtime_check() {
 
 // ---- profiles -----------------------------------------------------------------------------
 
-std::vector<Check> profile_checks(bool& any_vault) {
+std::vector<Check> profile_checks(bool& any_vault, std::vector<VaultFormat>& formats) {
   std::vector<Check> out;
   std::vector<std::string> names;
   try {
@@ -541,7 +563,17 @@ std::vector<Check> profile_checks(bool& any_vault) {
       check_runnable(spec);
       // The loader checked the shell; say which one, so a surprise shows.
       c.detail = spec.file.string() + ": " + to_string(spec.posture) + " posture, shell " + spec.shell;
-      if (spec.vault && spec.posture == Posture::Human) any_vault = true;
+      if (spec.vault && spec.posture == Posture::Human) {
+        any_vault = true;
+        std::error_code ec;
+        if (fs::exists(spec.vault->cipherdir / "fusevault.conf", ec)) {
+          try {
+            formats.push_back({name, fusevault::Vault::info(spec.vault->cipherdir.string()).format_version});
+          } catch (const std::exception&) {
+            // An unreadable or damaged config is `pw vault status`'s to report.
+          }
+        }
+      }
     } catch (const ProfileError& e) {
       c.status = Status::Fail;
       c.detail = e.what();
@@ -578,8 +610,10 @@ int run() {
   checks.push_back(kernel_check(u.release));
   checks.push_back(userns_check());
   bool any_vault = false;
-  std::vector<Check> profiles = profile_checks(any_vault);
+  std::vector<VaultFormat> formats;
+  std::vector<Check> profiles = profile_checks(any_vault, formats);
   checks.push_back(fuse_check(any_vault));
+  checks.push_back(vault_cipher_verdict(fusevault::default_format(), formats));
   const long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
   checks.push_back(landlock_verdict(abi >= 0 ? abi : -errno));
   checks.push_back(seccomp_check());

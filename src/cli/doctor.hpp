@@ -75,6 +75,14 @@ SeccompStatus parse_seccomp_status(std::string_view proc_status);
 // `filter_err`: 0 if a test filter loaded in a child, else its errno.
 Check seccomp_verdict(const SeccompStatus& st, int filter_err);
 
+// The vault cipher: which fusevault format new vaults get here (`default_format`, with its
+// cipher), and whether every existing vault's format can be opened on this machine.
+struct VaultFormat {
+  std::string profile;
+  unsigned format;  // from the vault's config
+};
+Check vault_cipher_verdict(unsigned default_format, const std::vector<VaultFormat>& vaults);
+
 // Where cgroup2 is mounted, from /proc/self/mountinfo text (the first one); nothing if not.
 std::optional<std::string> cgroup2_mount(std::string_view mountinfo);
 // The cgroup v2 path ("0::PATH") from /proc/self/cgroup text.

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <sstream>
 
+#include <fusevault/vault.hpp>
+
 #include "harness.hpp"
 
 namespace fs = std::filesystem;
@@ -60,6 +62,9 @@ TEST_CASE("doctor: a healthy setup passes, with user namespaces and /dev/fuse ok
   CHECK(line_of(r.out, "/dev/fuse").rfind("ok    /dev/fuse: present and opens read-write", 0) == 0);
   CHECK(line_of(r.out, "runtime dir").rfind("ok    runtime dir: " + (w.runtime / "pw").string(), 0) == 0);
   CHECK(line_of(r.out, "seccomp").rfind("ok", 0) == 0);
+  CHECK(line_of(r.out, "vault cipher").rfind("ok    vault cipher: new vaults: fusevault format " +
+                                                 std::to_string(fusevault::default_format()) + ", ",
+                                             0) == 0);
   for (const char* p : {"demo", "demo-llm", "other", "other-llm"}) {
     CHECK(line_of(r.out, std::string("profile ") + p).rfind("ok", 0) == 0);
   }

@@ -149,3 +149,18 @@ TEST_CASE("doctor: lines are plain, with fixes under failures", "[doctor]") {
   CHECK(render(c, true).find("\033[") != std::string::npos);
   CHECK(render(c, false).find('\033') == std::string::npos);
 }
+
+TEST_CASE("doctor: the vault cipher, and vaults this CPU cannot open", "[doctor]") {
+  auto ok = vault_cipher_verdict(2, {{"a", 1}, {"b", 2}});
+  CHECK(ok.status == Status::Ok);
+  CHECK(ok.detail == "new vaults: fusevault format 2, AES-256-GCM, a key per write session");
+  CHECK(vault_cipher_verdict(1, {{"a", 1}}).status == Status::Ok);
+  CHECK(vault_cipher_verdict(1, {}).detail == "new vaults: fusevault format 1, XChaCha20-Poly1305, random nonces");
+  // Without AES-GCM a format-2 vault is out of reach: named, with what to do.
+  auto bad = vault_cipher_verdict(1, {{"a", 1}, {"okb", 2}});
+  CHECK(bad.status == Status::Fail);
+  CHECK(bad.detail.find("the vault of okb is format 2 (AES-256-GCM") != std::string::npos);
+  CHECK(bad.detail.find("vault of a ") == std::string::npos);
+  REQUIRE(bad.fix.size() == 1);
+  CHECK(bad.fix[0].find("AES-NI") != std::string::npos);
+}
