@@ -46,6 +46,15 @@ std::string sha(const std::uint8_t* p, std::size_t n) {
   return hexs(h, 32);
 }
 
+// A block's associated data as the document spells it: file id || u64le(index) || last flag.
+std::array<std::uint8_t, 25> ref_block_ad(const FileId& id, std::uint64_t idx, bool last) {
+  std::array<std::uint8_t, 25> ad{};
+  std::memcpy(ad.data(), id.data(), 16);
+  for (int i = 0; i < 8; i++) ad[16 + i] = static_cast<std::uint8_t>(idx >> (8 * i));
+  ad[24] = last ? 1 : 0;
+  return ad;
+}
+
 Config cheap_config(std::uint16_t version = kFormatV1) {
   Config c;
   c.version = version;
@@ -145,15 +154,11 @@ TEST_CASE("content blocks (format 1): sealed with file id, index and last flag",
   std::vector<std::uint8_t> c(plain.size() + kLayoutV1.overhead);
   seal_block(c.data(), reinterpret_cast<const std::uint8_t*>(plain.data()), plain.size(), id, 7, true, nonce, k.content());
   // Recompute: AD = file id || u64le(7) || 0x01.
-  std::uint8_t ad[25];
-  std::memcpy(ad, id.data(), 16);
-  std::memset(ad + 16, 0, 9);
-  ad[16] = 7;
-  ad[24] = 1;
+  const auto ad = ref_block_ad(id, 7, true);
   std::vector<std::uint8_t> ref(plain.size() + 16);
   unsigned long long clen = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(ref.data(), &clen, reinterpret_cast<const std::uint8_t*>(plain.data()),
-                                             plain.size(), ad, sizeof ad, nullptr, nonce, k.content());
+                                             plain.size(), ad.data(), ad.size(), nullptr, nonce, k.content());
 #ifndef FUSEVAULT_BENCH_NOCRYPT
   CHECK(std::memcmp(c.data(), nonce, 24) == 0);
   CHECK(hexs(c.data() + 24, ref.size()) == hexs(ref.data(), ref.size()));
@@ -205,14 +210,10 @@ TEST_CASE("content blocks (format 2): AES-256-GCM under the write session's key,
   std::uint8_t key[32];
   crypto_generichash(key, 32, in, sizeof in, k.content(), 32);
   std::uint8_t nonce[12] = {5};
-  std::uint8_t ad[25];
-  std::memcpy(ad, id.data(), 16);
-  std::memset(ad + 16, 0, 9);
-  ad[16] = 7;
-  ad[24] = 1;
+  const auto ad = ref_block_ad(id, 7, true);
   std::vector<std::uint8_t> ref(plain.size() + 16);
   unsigned long long clen = 0;
-  crypto_aead_aes256gcm_encrypt(ref.data(), &clen, pp, plain.size(), ad, sizeof ad, nullptr, nonce, key);
+  crypto_aead_aes256gcm_encrypt(ref.data(), &clen, pp, plain.size(), ad.data(), ad.size(), nullptr, nonce, key);
 #ifndef FUSEVAULT_BENCH_NOCRYPT
   CHECK(hexs(c.data(), 16) == hexs(kid.data(), 16));
   CHECK(hexs(c.data() + 16, 12) == hexs(nonce, 12));
