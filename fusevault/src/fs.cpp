@@ -65,7 +65,9 @@ struct Fs::Handle {
   std::shared_ptr<OpenFile> of;
 };
 
-// Spreads the block crypto of one large request over the CPUs. Threads are started on
+// Spreads the block crypto of one large write over the CPUs (a file's writes are serialized,
+// so this is the only way one stream's sealing reaches a third CPU; reads do without it,
+// see read_chunk). Threads are started on
 // first use (never before a daemonizing fork) and joined with the Fs. A request comes every
 // 100 us or so while a file streams, and waking a sleeping thread costs tens of us on a
 // virtual machine, so an idle worker spins briefly before it sleeps, and the caller runs
@@ -282,7 +284,7 @@ private:
 
 // Opens the blocks of one read. Version 2 first resolves the session key of every block in
 // the buffer (the write session's, the file's small cache, or derived once), so open() only
-// compares key ids. open() may run on several threads at once.
+// compares key ids.
 class Fs::Opener {
 public:
   Opener(const Fs& fs, OpenFile& of, const std::uint8_t* cbuf, std::size_t count)
@@ -1224,25 +1226,25 @@ std::size_t Fs::read_chunk(OpenFile& of, std::uint64_t off, std::size_t n, std::
   auto& cbuf = tls_buf(2);
   cbuf.resize(clen);
   pread_exact(of.fd, cbuf.data(), clen, format::block_offset(first, l));
-  std::atomic<bool> bad{false};
   const Opener opener(*this, of, cbuf.data(), static_cast<std::size_t>(last - first + 1));
-  parallel(static_cast<std::size_t>(last - first + 1), [&](std::size_t b, std::size_t e) {
-    std::uint8_t tmp[kBlockSize];
-    for (std::size_t k = b; k < e; k++) {
-      const std::uint64_t i = first + k;
-      const std::uint64_t bstart = i * kBlockSize;
-      const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - bstart));
-      const std::uint8_t* c = cbuf.data() + k * l.cipher_block();
-      const std::uint64_t rs = std::max(off, bstart), re = std::min(off + n, bstart + blen);
-      if (rs == bstart && re == bstart + blen) {
-        if (!opener.open(out + (bstart - off), c, blen, i, i == nb - 1)) bad = true;
-      } else {
-        if (!opener.open(tmp, c, blen, i, i == nb - 1)) bad = true;
-        else std::memcpy(out + (rs - off), tmp + (rs - bstart), re - rs);
-      }
+  // In this thread, not spread over the crypto pool as writes are: a streaming reader has
+  // two reads in flight (the kernel's readahead window and the next one), which already
+  // keep two CPUs busy, and handing parts of each to other threads measured 7-10 % slower,
+  // for random 128 KiB reads too (docs/benchmarks.md).
+  std::uint8_t tmp[kBlockSize];
+  for (std::size_t k = 0; k < static_cast<std::size_t>(last - first + 1); k++) {
+    const std::uint64_t i = first + k;
+    const std::uint64_t bstart = i * kBlockSize;
+    const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, size - bstart));
+    const std::uint8_t* c = cbuf.data() + k * l.cipher_block();
+    const std::uint64_t rs = std::max(off, bstart), re = std::min(off + n, bstart + blen);
+    if (rs == bstart && re == bstart + blen) {
+      if (!opener.open(out + (bstart - off), c, blen, i, i == nb - 1)) fail(EIO);
+    } else {
+      if (!opener.open(tmp, c, blen, i, i == nb - 1)) fail(EIO);
+      std::memcpy(out + (rs - off), tmp + (rs - bstart), re - rs);
     }
-  });
-  if (bad) fail(EIO);
+  }
   return n;
 }
 
