@@ -223,6 +223,17 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
 
 int run_profile(const std::string& name, const std::vector<std::string>& cmd, bool verbose,
                 bool for_check) {
+  // A cold start waits for the supervisor's exec and set-up (its namespaces, the network
+  // one above all) longer than for anything of its own, so the supervisor starts first and
+  // runs beside our profile loading and planning. Only for a profile that exists: a
+  // mistyped name gets its "did you mean" and starts nothing. If the profile then fails to
+  // load, or a check below refuses it, leaving closes the ready pipe, and a supervisor not
+  // yet ready ends when it finds no one to report to.
+  std::error_code ec;
+  Fd starting;
+  if (valid_profile_name(name) && fs::exists(config_dir() / name / "profile.toml", ec)) {
+    starting = prestart_workspace(name);
+  }
   ProfileSpec spec = load_profile(name);
   // Profile warnings (paths that do not exist) are for `pw show`/`explain` and --verbose;
   // repeating them at every start would train users to ignore pw's output.
@@ -238,8 +249,6 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
     std::fprintf(stderr, "pw: warning: %s\n", w.c_str());
   }
   prepare_project(spec);
-  // The supervisor (if none runs) sets itself up while we plan the session.
-  Fd starting = prestart_workspace(name);
   if (verbose) {
     out::step(starting ? "starting the workspace's supervisor (pw __supervise " + name + ")"
                        : "a supervisor of workspace " + name + " is running: joining it");

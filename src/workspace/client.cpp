@@ -64,13 +64,20 @@ Fd spawn_supervisor(const std::string& name, int lock_fd) {
 }
 
 // Waits for a supervisor we started to listen, or throws with its error.
+// A supervisor that fails writes why instead of "1".
 void await_supervisor(const std::string& name, const Fd& ready) {
-  char c;
-  ssize_t n;
-  do {
-    n = ::read(ready.get(), &c, 1);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1) throw Error("could not start the workspace supervisor for '" + name + "'");
+  std::string got;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(ready.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+    if (got == "1" || got.size() > 4096) break;
+  }
+  if (got == "1") return;
+  if (!got.empty()) throw Error(got);
+  throw Error("could not start the workspace supervisor for '" + name + "'");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -162,6 +163,21 @@ std::string ps_reply(const std::string& name, long started, const std::map<int, 
 
 }  // namespace
 
+namespace {
+
+// Before it is ready, a supervisor's failure goes to the client that started it, through
+// the ready pipe ("1" is success), for the client to report as its own error: the client
+// loads the same profile meanwhile, and one mistake must not be reported twice. A client
+// already gone (its own check failed) closed the pipe, and the write just fails.
+void report_failure(const Fd& ready, const std::string& name, const char* what) {
+  const std::string msg = "workspace " + name + ": " + what;
+  ::signal(SIGPIPE, SIG_IGN);
+  if (::write(ready.get(), msg.data(), msg.size()) < 0) {
+  }
+}
+
+}  // namespace
+
 int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   Fd lock(lock_fd), ready(ready_fd);
   ::fcntl(lock.get(), F_SETFD, FD_CLOEXEC);
@@ -192,7 +208,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
       proxy_config = net::proxy_config(spec);  // a bad entry is reported to the client
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pw: workspace %s: %s\n", name.c_str(), e.what());
+    report_failure(ready, name, e.what());
     return 1;
   }
   VaultHost vault(name, cipherdir, paths.stage / "vault");
@@ -215,7 +231,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     listener = listen_on(paths.sock);
     if (vault.configured()) vault_listener = listen_on(paths.vault_sock);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pw: workspace %s: %s\n", name.c_str(), e.what());
+    report_failure(ready, name, e.what());
     return 1;
   }
   struct stat sock_st {}, vault_sock_st {};

@@ -1,6 +1,8 @@
 // What a session can read, write, see and call, asked from inside real sessions of both
 // postures of the same project (profiles written by `pw new` from the shipped templates).
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -261,7 +263,21 @@ TEST_CASE("bad profiles start nothing and say where", "[sandbox][profile]") {
   CHECK(r.rc != 0);
   CHECK(r.err.find("profile.toml:4:1") != std::string::npos);
   CHECK(r.err.find("did you mean 'blacklist'") != std::string::npos);
+  // Said once: the supervisor started beside the client (a cold start's head start) reads
+  // the same file, fails the same way, and leaves the reporting to the client.
+  CHECK(r.err.find("did you mean 'blacklist'") == r.err.rfind("did you mean 'blacklist'"));
+  CHECK(r.err.find("workspace broken") == std::string::npos);
   CHECK_FALSE(fs::exists(w.runtime / "pw" / "broken.sock"));
+  // And it is gone at once: nothing holds the workspace's lock.
+  CHECK(it::wait_for(
+      [&] {
+        int fd = ::open((w.runtime / "pw" / "broken.lock").c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0) return errno == ENOENT;
+        const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+        ::close(fd);
+        return free;
+      },
+      2000));
   r = w.pw({"nonexistent-profile"});
   CHECK(r.rc != 0);
   CHECK(r.err.find("no profile") != std::string::npos);
