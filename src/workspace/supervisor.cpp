@@ -20,6 +20,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 
@@ -137,8 +138,8 @@ WorkspaceNet make_workspace_net(bool proxy_listener) {
     return 0;
   };
   constexpr std::size_t kStack = 64 * 1024;
-  std::vector<char> stack(kStack);
-  const pid_t pid = ::clone(+child, stack.data() + stack.size(),
+  std::unique_ptr<char[]> stack(new char[kStack]);  // not zero-filled: only what it uses faults in
+  const pid_t pid = ::clone(+child, stack.get() + kStack,
                             CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET | SIGCHLD, &job);
   if (pid < 0) throw SysError("create the workspace's network namespace");
   while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
