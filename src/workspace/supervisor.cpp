@@ -162,10 +162,6 @@ std::string ps_reply(const std::string& name, long started, const std::map<int, 
   return out.str();
 }
 
-}  // namespace
-
-namespace {
-
 // Before it is ready, a supervisor's failure goes to the client that started it, through
 // the ready pipe ("1" is success), for the client to report as its own error: the client
 // loads the same profile meanwhile, and one mistake must not be reported twice. A client
