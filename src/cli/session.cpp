@@ -227,8 +227,8 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   // one above all) longer than for anything of its own, so the supervisor starts first and
   // runs beside our profile loading and planning. Only for a profile that exists: a
   // mistyped name gets its "did you mean" and starts nothing. If the profile then fails to
-  // load, or a check below refuses it, leaving closes the ready pipe, and a supervisor not
-  // yet ready ends when it finds no one to report to.
+  // load, or a check below refuses it, leaving closes the ready pipe, and the supervisor,
+  // ready or not, ends when it sees that no one who started it will join.
   std::error_code ec;
   Fd starting;
   if (valid_profile_name(name) && fs::exists(config_dir() / name / "profile.toml", ec)) {

@@ -93,9 +93,15 @@ Fd prestart_workspace(const std::string& name) {
 
 Joined join_workspace(const std::string& name, const std::string& summary, Fd starting) {
   WorkspacePaths paths = workspace_paths(name);
-  if (starting) await_supervisor(name, starting);
+  // The ready pipe of a supervisor we started stays open until it has our hello (it goes
+  // at our return): one that sees the pipe close with no session yet ends, its client gone.
+  Fd ready = std::move(starting);
+  if (ready) await_supervisor(name, ready);
   for (int attempt = 0; attempt < 200; ++attempt) {
-    if (Fd ready = prestart_workspace(name)) await_supervisor(name, ready);
+    if (Fd fresh = prestart_workspace(name)) {
+      await_supervisor(name, fresh);
+      ready = std::move(fresh);
+    }
     Fd conn = connect_own_socket(paths.sock);
     if (conn) {
       proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " session " + summary);

@@ -165,10 +165,10 @@ std::string ps_reply(const std::string& name, long started, const std::map<int, 
 // Before it is ready, a supervisor's failure goes to the client that started it, through
 // the ready pipe ("1" is success), for the client to report as its own error: the client
 // loads the same profile meanwhile, and one mistake must not be reported twice. A client
-// already gone (its own check failed) closed the pipe, and the write just fails.
+// already gone (its own check failed) closed the pipe, and the write just fails (EPIPE:
+// SIGPIPE is ignored from the start).
 void report_failure(const Fd& ready, const std::string& name, const char* what) {
   const std::string msg = "workspace " + name + ": " + what;
-  ::signal(SIGPIPE, SIG_IGN);
   if (::write(ready.get(), msg.data(), msg.size()) < 0) {
   }
 }
@@ -180,6 +180,9 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   ::fcntl(lock.get(), F_SETFD, FD_CLOEXEC);
   ::fcntl(ready.get(), F_SETFD, FD_CLOEXEC);
   ::setsid();  // off the client's terminal: its Ctrl-C and hangup are not ours
+  // A client gone before we are ready must not kill us at the write to the ready pipe: we
+  // still have sockets to take down.
+  ::signal(SIGPIPE, SIG_IGN);
   ::prctl(PR_SET_NAME, "pw-supervisor");  // exec'd through /proc/self/exe, it would show as "exe"
   Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   ::dup2(devnull.get(), 0);
@@ -228,36 +231,38 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     listener = listen_on(paths.sock);
     if (vault.configured()) vault_listener = listen_on(paths.vault_sock);
   } catch (const std::exception& e) {
+    if (listener) ::unlink(paths.sock.c_str());  // bound just now: ours
     report_failure(ready, name, e.what());
     return 1;
   }
   struct stat sock_st {}, vault_sock_st {};
   ::lstat(paths.sock.c_str(), &sock_st);
   if (vault_listener) ::lstat(paths.vault_sock.c_str(), &vault_sock_st);
-  if (::write(ready.get(), "1", 1) != 1) return 1;
-  ready.reset();
+  // The ready pipe stays open until the first session: the client that started us closes
+  // it when it leaves, having joined or not. Not joined means its own checks refused the
+  // profile (or it was killed), and a workspace built from a refused profile must not wait
+  // out the idle timeout for someone to join it. Gone already: we end now.
+  const bool client_left = ::write(ready.get(), "1", 1) != 1;
   ::dup2(devnull.get(), 2);
-  // Forked only now: it must not hold the client's stderr open.
-  if (proxy_config) {
+  // Forked only now: it must not hold the client's stderr open. Without its proxy the
+  // workspace ends before any session: they fail to reach us rather than run without it.
+  bool failed = false;
+  if (proxy_config && !client_left) {
     try {
       proxy = net::start_proxy_process(*proxy_config);
-    } catch (const std::exception&) {
-      return 1;  // sessions then fail to reach us rather than run without their proxy
-    }
-    if (net.http) {
-      // The workspace's one listener: lives as long as the proxy (no lifeline).
-      try {
+      if (net.http) {
+        // The workspace's one listener: lives as long as the proxy (no lifeline).
         net::send_listener(proxy.control.get(), net::ListenerKind::Http, net.http.get());
-      } catch (const std::exception&) {
-        return 1;
+        net.http.reset();
       }
-      net.http.reset();
+    } catch (const std::exception&) {
+      failed = true;
     }
   }
 
   std::map<int, Client> clients;
   bool had_session = false;
-  for (;;) {
+  while (!client_left && !failed) {
     std::vector<struct pollfd> fds;
     fds.push_back({listener.get(), POLLIN, 0});
     fds.push_back({vault_listener ? vault_listener.get() : -1, POLLIN, 0});  // -1: ignored
@@ -267,10 +272,17 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
     // The proxy never writes to its control socket: any event there is its end.
     const size_t proxy_at = fds.size();
     if (proxy.control) fds.push_back({proxy.control.get(), POLLIN, 0});
+    // The pipe's write end reports POLLERR once its reader is gone.
+    const size_t ready_at = fds.size();
+    if (ready) fds.push_back({ready.get(), 0, 0});
     int timeout = had_session ? -1 : kIdleTimeoutMs;
     int r = ::poll(fds.data(), fds.size(), timeout);
     if (r < 0 && errno == EINTR) continue;
     if (r == 0 && !had_session) break;
+    if (ready && fds[ready_at].revents) {
+      if (!had_session) break;  // the client that started us left without joining
+      ready.reset();
+    }
 
     if (proxy.control && fds[proxy_at].revents) {
       // The proxy died (killed, out of memory): its listener went with it, and a session
@@ -393,7 +405,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
       now.st_ino == vault_sock_st.st_ino && now.st_dev == vault_sock_st.st_dev) {
     ::unlink(paths.vault_sock.c_str());
   }
-  return 0;
+  return failed ? 1 : 0;
 }
 
 }  // namespace pw

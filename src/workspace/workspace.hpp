@@ -25,7 +25,8 @@ struct Joined {
 
 // Starts the supervisor of `name` if none runs, without waiting for it: returns its
 // readiness pipe (to hand to join_workspace), or an empty Fd if one already runs. Lets the
-// caller plan its session while the supervisor sets itself up.
+// caller plan its session while the supervisor sets itself up. The supervisor ends, without
+// waiting for anyone else, if the pipe closes before a session joins.
 Fd prestart_workspace(const std::string& name);
 
 // Connects to the workspace of profile `name`, starting its supervisor if none runs.

@@ -283,6 +283,36 @@ TEST_CASE("bad profiles start nothing and say where", "[sandbox][profile]") {
   CHECK(r.err.find("no profile") != std::string::npos);
 }
 
+TEST_CASE("a start the client refuses leaves no workspace behind", "[sandbox][profile]") {
+  auto& w = World::get();
+  // A profile that loads (so the supervisor, started beside the client, gets ready) and that
+  // the client then refuses: the supervisor must end with it, sockets and lock, not wait
+  // for someone to join a workspace built from a refused profile.
+  const std::string head = "[project]\ndir = \"" + w.project.string() + "\"\nshell = \"/bin/sh\"\n";
+  w.write_profile("refused", head + "[sandbox]\npid = false\n");
+  const fs::path lock = w.runtime / "pw" / "refused.lock", sock = w.runtime / "pw" / "refused.sock";
+  auto lock_free = [&] {
+    int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT;
+    const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+    ::close(fd);
+    return free;
+  };
+  for (int round = 0; round < 3; ++round) {
+    auto r = w.pw({"refused", "--", "/bin/true"});
+    CHECK(r.rc != 0);
+    CHECK(r.err.find("sandbox.pid = false") != std::string::npos);
+    CHECK(it::wait_for(lock_free, 2000));
+    CHECK_FALSE(fs::exists(sock));
+  }
+  // Fixed, it starts a workspace of its own, with the pid namespace it asks for.
+  w.write_profile("refused", head);
+  auto r = w.pw({"refused", "--", "/bin/sh", "-c", "echo $$"});
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.out == "2\n");
+}
+
 TEST_CASE("mounts below a read-only bind are read-only too", "[sandbox][plan]") {
   auto& w = World::get();
   // A tmpfs mounted under the (read-only, for the human posture) home, as a FUSE mount or a
