@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -203,18 +204,23 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
   // vfork: no copy of pid 1's page tables, which on some hypervisors costs more than the
   // whole rest of the exec; pid 1 waits until the payload has exec'd (or failed).
   const PayloadExec payload = prepare_payload(spec);
+  char** const caller_environ = environ;
   environ = const_cast<char**>(payload.envp.data());
   pid_t main_pid = ::vfork();
   if (main_pid == 0) {
     ::close(lifeline);
     exec_payload(spec, payload, errfd);
   }
+  // Our memory is the client's (see run_session): its environment is its own again.
+  environ = caller_environ;
   if (main_pid < 0) fail(errfd, std::string("pw: fork: ") + std::strerror(errno));
-  ::close(errfd);
   if (drop_capabilities() != 0) {
     ::kill(main_pid, SIGKILL);
     _exit(kSetupFailed);
   }
+  // The client wakes up at this close: from here on we make system calls only, and touch
+  // no memory but our own stack (see run_session).
+  ::close(errfd);
 
   for (;;) {
     siginfo_t si;
@@ -233,6 +239,26 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
     }
   }
 }
+
+struct InitArgs {
+  const SessionSpec* spec;
+  int errfd, lifeline, err_r, life_w, watch_fd;
+  sigset_t mask;
+};
+
+int init_entry(void* p) {
+  // Only raw descriptors here: the Fd objects are the client's memory.
+  const InitArgs& a = *static_cast<const InitArgs*>(p);
+  ::close(a.err_r);
+  ::close(a.life_w);
+  // pid 1 keeps the supervisor connection only to hand over its listening sockets.
+  if (a.watch_fd >= 0 && a.watch_fd != a.spec->control_fd) ::close(a.watch_fd);
+  ::sigprocmask(SIG_SETMASK, &a.mask, nullptr);
+  session_init(*a.spec, a.errfd, a.lifeline);
+}
+
+// pid 1's stack: its own mapping, with a guard page below.
+constexpr std::size_t kInitStack = 1 << 20;
 
 }  // namespace
 
@@ -258,23 +284,39 @@ int run_session(const SessionSpec& spec, int watch_fd) {
   unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | SIGCHLD;
   if (spec.new_ipc) flags |= CLONE_NEWIPC;
   step(spec, std::string("clone: new pid, mount, uts") + (spec.new_ipc ? ", ipc" : "") + " namespaces");
-  // Raw clone with no new stack behaves like fork(); glibc's clone() wrapper would need one.
-  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
-  if (pid < 0) throw SysError("clone session namespaces");
-  if (pid == 0) {
-    err_r.reset();
-    life_w.reset();
-    // pid 1 keeps the supervisor connection only to hand over its listening sockets.
-    if (watch_fd >= 0 && watch_fd != spec.control_fd) ::close(watch_fd);
-    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-    session_init(spec, err_w.get(), life_r.get());
+  // pid 1 shares our memory (CLONE_VM), like a vfork child, on a stack of its own: a copy
+  // of the client's page tables, and the copy-on-write faults of both processes after
+  // it, cost more than the rest of the clone. What makes the sharing safe: we are single-
+  // threaded (entering the workspace's user namespace required it), have no signal handler,
+  // and do nothing but wait on the error pipe until pid 1 closes it; by then pid 1 is done
+  // with the heap and the globals (it only makes system calls, on its own stack, from
+  // there on). Its memory is ours, so it gets no more than the copy fork() gave it.
+  // The sanitizer runtimes keep per-thread state that a second process on the same memory
+  // would confuse: that build copies the memory as fork() does.
+#ifdef __SANITIZE_ADDRESS__
+  constexpr bool share_memory = false;
+#else
+  constexpr bool share_memory = true;
+#endif
+  InitArgs args{&spec, err_w.get(), life_r.get(), err_r.get(), life_w.get(), watch_fd, old_mask};
+  void* stack = MAP_FAILED;
+  pid_t pid;
+  if (share_memory) {
+    stack = ::mmap(nullptr, kInitStack, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED) throw SysError("map the session init's stack");
+    ::mprotect(stack, 4096, PROT_NONE);
+    pid = ::clone(init_entry, static_cast<char*>(stack) + kInitStack, static_cast<int>(flags | CLONE_VM), &args);
+  } else {
+    // Raw clone with no new stack behaves like fork().
+    pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
+    if (pid == 0) init_entry(&args);
   }
+  if (pid < 0) throw SysError("clone session namespaces");
+  // With memory of its own, pid 1 does not need ours dumpable (see below).
+  if (!share_memory) ::prctl(PR_SET_DUMPABLE, 0);
   err_w.reset();
   life_r.reset();
-  // We hold the workspace's user and mount namespaces (as root there) and its staging dir
-  // until the session ends: like the supervisor and the session's pid 1, non-dumpable, so
-  // no other process of the user reaches them through our /proc entries.
-  ::prctl(PR_SET_DUMPABLE, 0);
 
   // Setup errors and exec failures arrive on the error pipe; EOF means the command runs.
   std::string err;
@@ -288,6 +330,11 @@ int run_session(const SessionSpec& spec, int watch_fd) {
     err.append(buf, static_cast<size_t>(n));
   }
   if (!err.empty()) std::fputs(err.c_str(), stderr);
+  // We hold the workspace's user and mount namespaces (as root there) and its staging dir
+  // until the session ends: like the supervisor and the session's pid 1, non-dumpable, so
+  // no other process of the user reaches them through our /proc entries. (Not before pid 1
+  // is set up: with our memory, it shares this flag, and it must write its own id maps.)
+  ::prctl(PR_SET_DUMPABLE, 0);
 
   Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   Fd sigfd(::signalfd(-1, &fwd, SFD_CLOEXEC));
@@ -317,6 +364,7 @@ int run_session(const SessionSpec& spec, int watch_fd) {
       if (::waitpid(pid, &status, 0) == pid) done = true;
     }
   }
+  if (stack != MAP_FAILED) ::munmap(stack, kInitStack);  // pid 1 is gone, and its stack unused
   ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGQUIT, &old_quit, nullptr);
