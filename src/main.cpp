@@ -2,10 +2,12 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <string_view>
 
 #include "check/wallcheck.hpp"
 #include "cli/doctor.hpp"
@@ -133,6 +135,14 @@ int cmd_ps() {
   return 0;
 }
 
+// The top-level subcommands, for the fast path of main().
+constexpr std::string_view kSubcommands[] = {"new",  "import-pwrap", "list",   "show",
+                                             "explain", "edit",     "ps",     "check",
+                                             "doctor",  "log",      "vault",  "help"};
+bool is_subcommand(std::string_view word) {
+  return std::find(std::begin(kSubcommands), std::end(kSubcommands), word) != std::end(kSubcommands);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,6 +157,14 @@ int main(int argc, char** argv) {
     if (argc >= 2 && std::string(argv[1]) == "__wallcheck") _exit(check::agent_main(argc - 2, argv + 2));
     if (argc >= 5 && std::string(argv[1]) == "__check-session" && std::string(argv[3]) == "--") {
       return run_profile(argv[2], std::vector<std::string>(argv + 4, argv + argc), false, true);
+    }
+    // The common case, `pw NAME` or `pw NAME -- CMD ARGS`, without building the command
+    // line parser: setting up its dozens of options costs more instructions than the rest
+    // of a start until the supervisor is asked. Anything else (flags, a subcommand, a
+    // name that is not one) goes through the parser below, which says what is wrong.
+    if (argc >= 2 && valid_profile_name(argv[1]) && !is_subcommand(argv[1]) &&
+        (argc == 2 || std::string_view(argv[2]) == "--")) {
+      return run_profile(argv[1], std::vector<std::string>(argv + std::min(argc, 3), argv + argc), false);
     }
     if (argc == 2 && std::string(argv[1]) == "__keys") {  // the profile keys, for pw-profile(5)'s test
       for (const auto& k : profile_keys()) std::printf("%s\n", k.c_str());
@@ -238,6 +256,12 @@ int main(int argc, char** argv) {
     pass_opts(v_passwd, v_new, "new-");
     kdf_opts(v_init);
     kdf_opts(v_passwd);
+
+    // The fast path above must know every subcommand: one missing would be taken for a
+    // profile name there.
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      if (!is_subcommand(sub->get_name())) throw std::logic_error("subcommand " + sub->get_name() + " not in kSubcommands");
+    }
 
     // --verbose and --quiet are global: accepted after any subcommand as well.
     std::vector<CLI::App*> subs = app.get_subcommands({});
