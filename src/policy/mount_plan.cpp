@@ -71,20 +71,34 @@ int strength(Access a) {
   return 0;
 }
 
+// The next name of a path, as fs::path iterates them: a run of non-separators. (Walking
+// the string: iterating an fs::path allocates its components, and the planner asks these
+// questions thousands of times per start.)
+bool next_name(std::string_view& rest, std::string_view& name) {
+  const std::size_t b = rest.find_first_not_of('/');
+  if (b == std::string_view::npos) return false;
+  rest.remove_prefix(b);
+  const std::size_t e = std::min(rest.find('/'), rest.size());
+  name = rest.substr(0, e);
+  rest.remove_prefix(e);
+  return true;
+}
+
 bool is_under(const fs::path& p, const fs::path& dir) {  // p == dir or below it
-  auto pi = p.begin();
-  for (auto di = dir.begin(); di != dir.end(); ++di, ++pi) {
-    if (di->empty()) continue;  // trailing slash
-    if (pi == p.end() || *pi != *di) return false;
+  std::string_view ps = p.native(), ds = dir.native();
+  // The root directory is a component of its own: "/x" is not under "x", nor "x" under "/".
+  if (!ds.empty() && (ds.front() == '/') != (!ps.empty() && ps.front() == '/')) return false;
+  std::string_view dn, pn;
+  while (next_name(ds, dn)) {
+    if (!next_name(ps, pn) || pn != dn) return false;
   }
   return true;
 }
 
 size_t depth(const fs::path& p) {
+  std::string_view rest = p.native(), name;
   size_t n = 0;
-  for (const auto& c : p) {
-    if (c != "/" && !c.empty()) ++n;
-  }
+  while (next_name(rest, name)) ++n;
   return n;
 }
 
@@ -264,16 +278,20 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   for (auto& [p, r] : rules) plan.rules.push_back(r);
 
   // Walk rules shallow to deep; each rule's effective parent decides whether it needs a mount.
-  std::vector<const Rule*> order;
-  for (auto& [p, r] : rules) order.push_back(&r);
-  std::stable_sort(order.begin(), order.end(), [](const Rule* a, const Rule* b) {
-    return depth(a->path) < depth(b->path);
-  });
+  std::vector<std::pair<size_t, const Rule*>> by_depth;
+  for (auto& [p, r] : rules) by_depth.emplace_back(depth(p), &r);
+  std::stable_sort(by_depth.begin(), by_depth.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
 
   auto parent_rule = [&](const fs::path& p) -> const Rule* {
+    // The deepest rule above p (the first of equal depth, in path order).
     const Rule* best = nullptr;
-    for (auto& [q, r] : rules) {
-      if (q != p && is_under(p, q) && (!best || depth(q) > depth(best->path))) best = &r;
+    size_t best_depth = 0;
+    for (const auto& [d, r] : by_depth) {
+      if ((!best || d > best_depth) && r->path != p && is_under(p, r->path)) {
+        best = r;
+        best_depth = d;
+      }
     }
     return best;
   };
@@ -287,7 +305,7 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
   plan.ops.push_back({OpKind::Proc, "/proc", {}, "pw: procfs of the session's pid namespace"});
   plan.ops.push_back({OpKind::Dev, "/dev", {}, "pw: minimal /dev"});
   std::vector<MountOp> remounts;
-  for (const Rule* r : order) {
+  for (const auto& [d, r] : by_depth) {
     const Rule* pr = parent_rule(r->path);
     NodeType t = r->access == Access::Staging ? NodeType::Dir : view.type(r->source);
     switch (r->access) {
