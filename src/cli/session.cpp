@@ -204,7 +204,7 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
   ss.uid = host.uid;
   ss.gid = host.gid;
   ss.new_ipc = spec.ipc;
-  ss.seccomp = seccomp::build(spec);
+  ss.seccomp = seccomp::build(spec, cmd.empty());
   if (spec.landlock != LandlockMode::Off) {
     ss.landlock = plan_landlock(ss.plan);
     ss.landlock_abi = landlock::abi();

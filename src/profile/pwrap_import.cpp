@@ -249,7 +249,8 @@ PwrapImport convert_pwrap(std::string_view text, const fs::path& file, const std
     r.note(r.where(sandbox, "new_session"), "sandbox.new_session",
            std::string(*new_session ? "true" : "false") +
                ": pw needs no new session against TIOCSTI: its seccomp wall refuses TIOCSTI (and TIOCLINUX) in "
-               "every session, so job control keeps working" +
+               "every session, and taking the terminal's foreground (TIOCSPGRP) in agent command sessions, "
+               "so job control keeps working" +
                (*new_session ? "" : "; that cannot be turned off short of [walls] seccomp = \"off\""));
   }
 

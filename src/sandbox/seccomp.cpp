@@ -56,7 +56,7 @@ std::vector<Value> namespace_flags(bool include_user, bool include_time) {
   return v;
 }
 
-std::vector<Rule> policy(const ProfileSpec& spec) {
+std::vector<Rule> policy(const ProfileSpec& spec, bool interactive) {
   std::vector<Rule> rules;
   if (spec.seccomp == SeccompMode::Off) return rules;
   const bool strict = spec.seccomp == SeccompMode::Strict;
@@ -95,6 +95,19 @@ std::vector<Rule> policy(const ProfileSpec& spec) {
   // no_new_privs rules those out anyway. Filtering it would break setarch, gdb and 32-bit
   // build tooling for no gain at the sandbox boundary.
 
+  if (!interactive) {
+    // A process of a command session (how agents run) left in the background (pw started
+    // with &, or suspended and resumed with bg) could make itself the terminal's
+    // foreground group and read what the user types to their own shell. Job control of the
+    // command itself is the user's shell's, which needs nothing from inside; an
+    // interactive shell in the sandbox does need this for its own jobs, and keeps it.
+    rules.push_back({{"ioctl"},
+                     Match::IoctlCmd,
+                     {PW_VALUE(TIOCSPGRP)},
+                     EPERM,
+                     "taking the terminal's foreground, to read what the user types elsewhere "
+                     "(allowed for an interactive shell, whose job control needs it)"});
+  }
   rules.push_back({{"ptrace", "process_vm_readv", "process_vm_writev"}, Match::Always, {}, EPERM,
                    "reading or changing the memory of other processes"});
   rules.push_back({{"mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick",
@@ -213,8 +226,8 @@ std::string join(const std::vector<Value>& items, const char* sep) {
 
 }  // namespace
 
-Program build(const ProfileSpec& spec) {
-  const std::vector<Rule> rules = policy(spec);
+Program build(const ProfileSpec& spec, bool interactive) {
+  const std::vector<Rule> rules = policy(spec, interactive);
   if (spec.seccomp == SeccompMode::Off) return {};
 
   FilterCtx f(SCMP_ACT_ALLOW);
@@ -292,7 +305,7 @@ std::vector<std::string> describe(const ProfileSpec& spec) {
   }
   lines.push_back(std::string("seccomp ") + to_string(spec.seccomp) + " for the " +
                   to_string(spec.posture) + " posture; every syscall not listed is allowed");
-  for (const Rule& rule : policy(spec)) {
+  for (const Rule& rule : policy(spec, false)) {
     std::string line = "deny " + join(rule.syscalls, ", ");
     switch (rule.match) {
       case Match::Always:

@@ -244,6 +244,37 @@ TEST_CASE("on a terminal: TIOCSTI is denied, Ctrl-C and job control reach the sa
     CHECK(h.expect("EPERM"));
     CHECK(h.wait() == 0);
   }
+  SECTION("a command session cannot take the terminal's foreground") {
+    // What a job of it left in the background would do to read what the user types to
+    // their own shell. The human posture (and the probe itself) can: the control.
+    it::Pty p({PW_BIN, "demo-llm", "--", w.probe_bin.string(), "tcsetpgrp"}, w.env);
+    CHECK(p.expect("EPERM"));
+    CHECK(p.wait() == 0);
+    it::Pty h({PW_BIN, "demo", "--", w.probe_bin.string(), "tcsetpgrp"}, w.env);
+    CHECK(h.expect("OK"));
+    CHECK(h.wait() == 0);
+  }
+  SECTION("an interactive shell of the agent posture keeps its job control") {
+    w.write_profile("jobs-llm", "[project]\ndir = \"" + w.project.string() +
+                                    "\"\nshell = \"/bin/bash\"\nposture = \"agent\"\n"
+                                    "[env]\nTERM = \"dumb\"\n");
+    // The prompt is the system bashrc's (user@host:dir$), the host being the profile.
+    const std::string prompt = "@jobs-llm:";
+    it::Pty p({PW_BIN, "jobs-llm"}, w.env);
+    REQUIRE(p.expect(prompt));
+    p.send("sleep 60\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    p.send("\x1a");
+    CHECK(p.expect("Stopped"));
+    REQUIRE(p.expect(prompt));
+    p.send("fg\n");
+    CHECK(p.expect("sleep 60"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    p.send("\x03");
+    REQUIRE(p.expect(prompt));
+    p.send("exit 3\n");
+    CHECK(p.wait() == 3);
+  }
   SECTION("Ctrl-C ends the foreground command, not pw") {
     it::Pty p({PW_BIN, "demo-llm", "--", "/bin/sh", "-c", "echo started; sleep 60"}, w.env);
     REQUIRE(p.expect("started"));

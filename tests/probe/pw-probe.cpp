@@ -112,7 +112,7 @@ std::string signal_name(int sig) {
                "usage: pw-probe OP [ARGS...]\n"
                "  files:   read|write|mkdir|stat|ls|exec PATH [ARGS...]\n"
                "  walls:   ptrace | ptrace-pid PID | mount | umount PATH | keyctl | bpf |\n"
-               "           userns | io_uring | x32 | i386 | tiocsti | tiocsti-fd PATH |\n"
+               "           userns | io_uring | x32 | i386 | tiocsti | tcsetpgrp | tiocsti-fd PATH |\n"
                "           perf | kexec\n"
                "  process: env NAME | envdump | uid | caps | pidcount | pid | hostname | cwd\n"
                "  network: connect HOST PORT | udp HOST PORT | resolve NAME | listen PORT SECONDS | vsock |\n"
@@ -343,6 +343,14 @@ int op_tiocsti_fd(const std::string& path) {
   const int err = tiocsti(fd);
   ::close(fd);
   return print(result(err));
+}
+
+// Make our own process group the terminal's foreground one, as a background job stealing
+// the terminal would (SIGTTOU ignored, so the kernel does not stop us for trying).
+int op_tcsetpgrp() {
+  ::signal(SIGTTOU, SIG_IGN);
+  if (::setpgid(0, 0) != 0) return print(result(errno));
+  return print(result(::tcsetpgrp(0, ::getpgrp()) == 0 ? 0 : errno));
 }
 
 int op_perf() {
@@ -666,6 +674,7 @@ int main(int argc, char** argv) {
       {"x32", 0, 0, [](V) { return op_x32(); }},
       {"i386", 0, 0, [](V) { return op_i386(); }},
       {"tiocsti", 0, 0, [](V) { return op_tiocsti(); }},
+      {"tcsetpgrp", 0, 0, [](V) { return op_tcsetpgrp(); }},
       {"tiocsti-fd", 1, 1, [](V v) { return op_tiocsti_fd(v[0]); }},
       {"perf", 0, 0, [](V) { return op_perf(); }},
       {"kexec", 0, 0, [](V) { return op_kexec(); }},

@@ -48,7 +48,7 @@ ProfileSpec spec_for(Posture posture, SeccompMode mode = SeccompMode::Default) {
 
 struct Eval {
   pw::seccomp::Program program;
-  explicit Eval(const ProfileSpec& s) : program(pw::seccomp::build(s)) {}
+  explicit Eval(const ProfileSpec& s, bool interactive = false) : program(pw::seccomp::build(s, interactive)) {}
 
   std::uint32_t call(long nr, std::uint64_t a0 = 0, std::uint64_t a1 = 0,
                      std::uint32_t arch = AUDIT_ARCH_X86_64) const {
@@ -110,6 +110,18 @@ TEST_CASE("agent default denies the DESIGN §5 list with EPERM", "[seccomp]") {
   CHECK(f.call(SYS_setns) == kAllow);
   CHECK(f.call(SYS_chroot) == kAllow);
   CHECK(f.call(SYS_personality, 0xffffffff) == kAllow);
+}
+
+TEST_CASE("an agent command session cannot take the terminal's foreground", "[seccomp]") {
+  for (SeccompMode m : {SeccompMode::Default, SeccompMode::Strict}) {
+    const Eval command(spec_for(Posture::Agent, m));
+    CHECK(command.call(SYS_ioctl, 0, TIOCSPGRP) == kEperm);
+    CHECK(command.call(SYS_ioctl, 0, 0xffff000000000000ull | TIOCSPGRP) == kEperm);
+    CHECK(command.call(SYS_ioctl, 0, TIOCGPGRP) == kAllow);
+    // An interactive shell's job control needs it; a human's command keeps it too.
+    CHECK(Eval(spec_for(Posture::Agent, m), true).call(SYS_ioctl, 0, TIOCSPGRP) == kAllow);
+  }
+  CHECK(Eval(spec_for(Posture::Human)).call(SYS_ioctl, 0, TIOCSPGRP) == kAllow);
 }
 
 TEST_CASE("terminal injection ioctls are denied on their low 32 bits", "[seccomp]") {
