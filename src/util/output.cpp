@@ -41,9 +41,30 @@ const char* code(Style s) {
   return "";
 }
 
+// Messages carry names from the filesystem (a link's target, a file name in the
+// project), which an agent session can choose: their control characters are shown as
+// \xNN rather than sent to the terminal (no escape sequence of theirs clears the screen,
+// retitles the window or fakes a line of pw's). Line breaks and tabs are pw's own.
+void append_printable(std::string& s, std::string_view text) {
+  static const char hex[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    // C1 controls, U+0080..U+009F, are 0xC2 0x80..0x9F in UTF-8: ESC's 8-bit twins.
+    const bool c1 = c == 0xc2 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xe0) == 0x80;
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || c1) {
+      const auto b = c1 ? static_cast<unsigned char>(text[++i]) : c;
+      s += "\\x";
+      s += hex[b >> 4];
+      s += hex[b & 0xf];
+    } else {
+      s += static_cast<char>(c);
+    }
+  }
+}
+
 void line_to(std::FILE* f, const std::string& prefix, std::string_view text) {
   std::string s = prefix;
-  s.append(text);
+  append_printable(s, text);
   s += '\n';
   std::fputs(s.c_str(), f);
 }

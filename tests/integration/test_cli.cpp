@@ -208,6 +208,18 @@ TEST_CASE("pw edit: on a terminal, a rejected edit can be edited again", "[cli]"
   }
 }
 
+TEST_CASE("control characters in what pw prints are shown, not sent to the terminal", "[cli]") {
+  auto& w = World::get();
+  // A name an agent could choose (a file or link in the project) ends up in messages; here
+  // through the profile name, the shortest way to an error that repeats it.
+  auto r = w.pw({"bad\x1b]0;title\x07\x1b[2J\r\xc2\x9bname"});
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("bad\\x1b]0;title\\x07\\x1b[2J\\x0d\\x9bname") != std::string::npos);
+  CHECK(r.err.find('\x1b') == std::string::npos);
+  CHECK(r.err.find('\r') == std::string::npos);
+  CHECK(r.err.find("\xc2\x9b") == std::string::npos);
+}
+
 TEST_CASE("--quiet drops informational lines, not errors or asked-for output", "[cli]") {
   auto& w = World::get();
   auto r = w.pw({"new", "loud", "--dir", w.project.string(), "--shell", "/bin/sh"});
