@@ -29,8 +29,22 @@ fs::path log_path(const std::string& workspace) {
   return base / "pw" / workspace / "net.log";
 }
 
-std::string format_log_line(long long unix_ms, std::string_view target, Verdict v,
-                            std::string_view kind, std::string_view reason) {
+namespace {
+
+// A client chooses the target (and what reasons quote): kept to a bounded length.
+std::string_view clip(std::string_view text, std::string& store) {
+  if (text.size() <= kLogFieldBytes) return text;
+  store = std::string(text.substr(0, kLogFieldBytes)) + "...(" + std::to_string(text.size()) + " bytes)";
+  return store;
+}
+
+}  // namespace
+
+std::string format_log_line(long long unix_ms, std::string_view target_in, Verdict v,
+                            std::string_view kind, std::string_view reason_in) {
+  std::string target_store, reason_store;
+  const std::string_view target = clip(target_in, target_store);
+  const std::string_view reason = clip(reason_in, reason_store);
   const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
   struct tm tm {};
   ::gmtime_r(&secs, &tm);
@@ -54,12 +68,18 @@ std::string format_log_line(long long unix_ms, std::string_view target, Verdict 
   return line;
 }
 
-NetLog::NetLog(const fs::path& path) {
+NetLog::NetLog(const fs::path& path) : path_(path) {
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   ::chmod(path.parent_path().c_str(), 0700);
-  fd_.reset(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd_) throw SysError("open " + path.string());
+  open_log();
+}
+
+void NetLog::open_log() {
+  fd_.reset(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd_) throw SysError("open " + path_.string());
+  struct stat st {};
+  size_ = ::fstat(fd_.get(), &st) == 0 ? static_cast<std::size_t>(st.st_size) : 0;
 }
 
 void NetLog::write(std::string_view target, Verdict v, std::string_view kind, std::string_view reason) {
@@ -67,15 +87,38 @@ void NetLog::write(std::string_view target, Verdict v, std::string_view kind, st
   using namespace std::chrono;
   const long long ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
   const std::string line = format_log_line(ms, target, v, kind, reason);
+  if (size_ + line.size() > kLogRotateBytes && size_ > 0) {
+    // The workspace's proxy is the log's one writer. A failed rotation keeps the old file.
+    const fs::path old = path_.string() + ".1";
+    if (::rename(path_.c_str(), old.c_str()) == 0) {
+      try {
+        open_log();
+      } catch (const std::exception&) {
+        fd_.reset();  // logs nowhere rather than stop the proxy
+        return;
+      }
+    } else {
+      size_ = 0;  // try again after another bound's worth
+    }
+  }
   // O_APPEND and one write per line: lines from several processes never interleave.
   ssize_t n;
   do {
     n = ::write(fd_.get(), line.data(), line.size());
   } while (n < 0 && errno == EINTR);
+  if (n > 0) size_ += static_cast<std::size_t>(n);
 }
 
 int print_log(const std::string& workspace, std::FILE* out) {
   const fs::path p = log_path(workspace);
+  // The part rotated out first (it is older), then the current one.
+  if (Fd old(::open((p.string() + ".1").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)); old) {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(old.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+      if (n > 0) std::fwrite(buf, 1, static_cast<std::size_t>(n), out);
+    }
+  }
   Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) {
     if (errno == ENOENT) {

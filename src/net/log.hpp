@@ -28,6 +28,13 @@ std::filesystem::path log_path(const std::string& workspace);
 std::string format_log_line(long long unix_ms, std::string_view target, Verdict v,
                             std::string_view kind, std::string_view reason);
 
+// The log's size bound: past this many bytes net.log becomes net.log.1 (replacing the one
+// before) and a new net.log begins, so a session cannot fill the disk through it, however
+// many requests it makes.
+constexpr std::size_t kLogRotateBytes = 4u << 20;
+// What is kept of a client-sent target or reason on one line.
+constexpr std::size_t kLogFieldBytes = 512;
+
 class NetLog {
  public:
   NetLog() = default;  // logs nowhere
@@ -37,7 +44,10 @@ class NetLog {
   int fd() const { return fd_.get(); }
 
  private:
+  void open_log();
+  std::filesystem::path path_;
   Fd fd_;
+  std::size_t size_ = 0;
 };
 
 // `pw log NAME`: copies the workspace's log to `out`. Returns 0, or 1 with a message on

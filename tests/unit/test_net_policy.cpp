@@ -11,6 +11,7 @@
 #include "net/policy.hpp"
 #include "net/process.hpp"
 #include "net/resolver.hpp"
+#include "net_helpers.hpp"
 
 using namespace pw::net;
 
@@ -202,6 +203,50 @@ TEST_CASE("net: log lines cannot be forged", "[net]") {
   CHECK(format_log_line(0, "a:1", Verdict::Allow, "http", "ok") == "1970-01-01T00:00:00.000Z \"a:1\" allow http ok\n");
   CHECK(format_log_line(0, "a:1", Verdict::Fail, "connect", "x").find(" fail ") != std::string::npos);
   CHECK(escape("a\\b\x7f\xff") == "a\\\\b\\x7f\\xff");
+}
+
+TEST_CASE("net: the log is bounded however many requests a session makes", "[net]") {
+  // A client chooses the target: a long one is clipped on its line.
+  const std::string huge(16000, 'a');
+  const std::string line = format_log_line(0, huge + ":443", Verdict::Deny, "connect", "refused " + huge);
+  CHECK(line.size() < 2 * kLogFieldBytes + 200);
+  CHECK(line.find("...(16004 bytes)") != std::string::npos);
+  CHECK(line.find("...(16008 bytes)") != std::string::npos);
+
+  nettest::TempDir dir;
+  const std::filesystem::path p = dir.path() / "net.log", old = dir.path() / "net.log.1";
+  {
+    NetLog log(p);
+    for (int i = 0; i < 3 * static_cast<int>(kLogRotateBytes / 1000); ++i) {
+      log.write(huge, Verdict::Deny, "connect", "request " + std::to_string(i));
+    }
+    log.write("last:443", Verdict::Allow, "connect", "the newest line");
+  }
+  REQUIRE(std::filesystem::exists(old));
+  CHECK(std::filesystem::file_size(p) <= kLogRotateBytes);
+  CHECK(std::filesystem::file_size(old) <= kLogRotateBytes);
+  CHECK(std::filesystem::file_size(old) > kLogRotateBytes - 2000);
+  // A new writer (the next workspace's proxy) goes on from the size it finds.
+  const auto before = std::filesystem::file_size(p);
+  { NetLog(p).write("next:443", Verdict::Allow, "connect", "ok"); }
+  CHECK(std::filesystem::file_size(p) > before);
+  // `pw log` shows the rotated part first, the newest line last.
+  ::setenv("XDG_STATE_HOME", dir.path().c_str(), 1);
+  const std::filesystem::path ws = dir.path() / "pw" / "w";
+  std::filesystem::create_directories(ws);
+  std::filesystem::rename(p, ws / "net.log");
+  std::filesystem::rename(old, ws / "net.log.1");
+  std::FILE* out = std::tmpfile();
+  REQUIRE(print_log("w", out) == 0);
+  std::rewind(out);
+  std::string all;
+  char buf[65536];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, out)) > 0;) all.append(buf, n);
+  std::fclose(out);
+  ::unsetenv("XDG_STATE_HOME");
+  CHECK(all.size() == std::filesystem::file_size(ws / "net.log") + std::filesystem::file_size(ws / "net.log.1"));
+  CHECK(all.rfind("the newest line") > all.rfind("request "));
+  CHECK(all.substr(all.size() - 30).find("next:443") != std::string::npos);
 }
 
 TEST_CASE("net: log path follows XDG_STATE_HOME", "[net]") {
