@@ -227,7 +227,17 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
     }
   }
   if (spec.posture == Posture::Agent) {
-    for (const auto& r : agent_guarded_paths()) {
+    std::vector<std::string> guarded = agent_guarded_paths();
+    // A worktree's or submodule's `.git` is a file naming the git dir: rewritten, it would
+    // send the human posture's git to a config (and hooks) the agent wrote.
+    if (view.type(spec.dir / ".git") == NodeType::File) guarded.emplace_back(".git");
+    // Submodules' own configs and hooks, which git runs in them as in the project.
+    for (const char* sub : {".git/modules/*/config", ".git/modules/*/hooks"}) {
+      for (const auto& m : view.glob((spec.dir / sub).string())) {
+        guarded.push_back(m.lexically_relative(spec.dir).string());
+      }
+    }
+    for (const auto& r : guarded) {
       if (view.type(spec.dir / r) != NodeType::Missing) {
         add(spec.dir / r, Access::ReadOnly,
             "agent guard: the human posture would run what an agent writes here");

@@ -92,6 +92,29 @@ TEST_CASE("agent posture keeps git hooks and config read-only", "[sandbox]") {
   CHECK(w.probe("demo", {"write", (w.project / ".git/hooks/pre-commit").string()}) == "OK");
 }
 
+TEST_CASE("agent posture keeps a worktree's .git file read-only", "[sandbox]") {
+  auto& w = World::get();
+  // A git worktree (or a submodule checkout): `.git` is a file naming the git dir, which
+  // an agent could otherwise point at a config of its own for the human posture's git.
+  const fs::path wt = w.home / "wt-project";
+  fs::create_directories(wt);
+  it::write_file(wt / ".git", "gitdir: /nonexistent/.git/worktrees/wt\n", 0644);
+  fs::copy_file(w.probe_bin, wt / "probe", fs::copy_options::overwrite_existing);
+  w.write_profile("wt-llm", "[project]\ndir = \"" + wt.string() + "\"\nposture = \"agent\"\n");
+  auto probe = [&](const std::string& what) {
+    auto r = w.pw({"wt-llm", "--", (wt / "probe").string(), what, (wt / ".git").string()});
+    INFO(r.err);
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  CHECK(probe("write") == "EROFS");
+  CHECK(w.pw({"wt-llm", "--", "/bin/rm", "-f", (wt / ".git").string()}).rc != 0);
+  CHECK(w.pw({"wt-llm", "--", "/bin/mv", (wt / "probe").string(), (wt / ".git").string()}).rc != 0);
+  CHECK(it::read_file(wt / ".git") == "gitdir: /nonexistent/.git/worktrees/wt\n");
+  // The project beside it stays writable.
+  auto r = w.pw({"wt-llm", "--", (wt / "probe").string(), "write", (wt / "notes").string()});
+  CHECK(r.out == "OK\n");
+}
+
 TEST_CASE("/tmp is private to the workspace", "[sandbox]") {
   auto& w = World::get();
   std::string marker = "/tmp/pw-host-marker-" + std::to_string(::getpid());

@@ -226,6 +226,27 @@ TEST_CASE("agent guard: git hooks and config read-only in the agent posture only
   CHECK_FALSE(find(human, OpKind::BindRo, "/home/u/projects/proj/.git/hooks"));
 }
 
+TEST_CASE("agent guard: a worktree's .git file and submodules' configs and hooks", "[plan]") {
+  FakeFs f;
+  f.file("/home/u/projects/proj/.git").dir("/run/user/1000/pw");
+  MountPlan agent = plan_mounts(base_spec(Posture::Agent), ctx(), f);
+  CHECK(find(agent, OpKind::BindRo, "/home/u/projects/proj/.git"));
+  CHECK_FALSE(find(plan_mounts(base_spec(Posture::Human), ctx(), f), OpKind::BindRo,
+                   "/home/u/projects/proj/.git"));
+
+  FakeFs g = world();
+  g.dir("/home/u/projects/proj/.git/modules/lib/hooks").file("/home/u/projects/proj/.git/modules/lib/config");
+  g.dir("/home/u/projects/proj/.git/modules/doc").file("/home/u/projects/proj/.git/modules/doc/config");
+  MountPlan sub = plan_mounts(base_spec(Posture::Agent), ctx(), g);
+  CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/lib/hooks"));
+  CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/lib/config"));
+  CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/doc/config"));
+  // A .git dir is not made read-only as a whole (git's objects and index stay the agent's),
+  // and what holds the guards is pinned.
+  CHECK_FALSE(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git"));
+  CHECK(find(sub, OpKind::BindRw, "/home/u/projects/proj/.git/modules/lib"));
+}
+
 TEST_CASE("agent guard: the dirs holding a guard are pinned, bound even under the project's bind", "[plan]") {
   FakeFs f = world();
   f.dir("/home/u/projects/proj/.vscode").file("/home/u/projects/proj/.vscode/tasks.json");
