@@ -23,6 +23,7 @@
 #include "sandbox/seccomp.hpp"
 #include "util/error.hpp"
 #include "util/output.hpp"
+#include "util/proctitle.hpp"
 #include "workspace/workspace.hpp"
 
 extern char** environ;
@@ -146,6 +147,7 @@ bool is_subcommand(std::string_view word) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  proctitle::remember(argc, argv);
   try {
     if (argc >= 2 && std::string(argv[1]) == "__supervise") {
       if (argc != 5) return 2;

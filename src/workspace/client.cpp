@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sched.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,52 +12,47 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <thread>
 
 #include "util/error.hpp"
+#include "util/proctitle.hpp"
 #include "workspace/protocol.hpp"
 #include "workspace/runtime.hpp"
 #include "workspace/workspace.hpp"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 
 namespace pw {
 namespace {
 
-// Starts `pw __supervise` handing it the lock we hold; returns the read end of its readiness
-// pipe. posix_spawn (vfork semantics): no copy of our page tables, which costs more than the
-// exec itself on some hypervisors. The supervisor is our child until we exit; it outlives
-// us (it serves this very session), so there is nothing to reap.
+// Starts the workspace's supervisor, handing it the lock we hold; returns the read end of
+// its readiness pipe. Forked, not exec'd: a second exec of pw (the loader, the relocations,
+// the C++ run-time's start-up and their page faults) was the longest part of a cold start,
+// and a fork this early copies little (the caller has loaded no profile yet, made no plan
+// and read no passphrase). The child retitles itself `pw __supervise NAME`, as `ps` showed
+// the exec'd one. It is our child until we exit and outlives us (it serves this very
+// session), so there is nothing to reap.
 Fd spawn_supervisor(const std::string& name, int lock_fd) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) throw SysError("pipe");
   Fd ready_r(ready[0]), ready_w(ready[1]);
-  // Only these two fds cross the exec, as 3 and 4: none of the caller's other descriptors
-  // (a harness's pipe, say) stays open for the workspace's life.
-  Fd lfd(::fcntl(lock_fd, F_DUPFD_CLOEXEC, 10)), rfd(::fcntl(ready_w.get(), F_DUPFD_CLOEXEC, 10));
-  if (!lfd || !rfd) throw SysError("dup");
-  const char* argv[] = {"pw", "__supervise", name.c_str(), "3", "4", nullptr};
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, lfd.get(), 3);
-  posix_spawn_file_actions_adddup2(&fa, rfd.get(), 4);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 5);
-  // In a session of its own from the start: a Ctrl-C at the terminal during its start-up
-  // reaches our process group, not it.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-  pid_t pid = 0;
-  int err = ::posix_spawn(&pid, "/proc/self/exe", &fa, &attr, const_cast<char* const*>(argv), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&fa);
-  if (err != 0) {
-    errno = err;
-    throw SysError("start the workspace supervisor");
+  const std::string title = "pw __supervise " + name;
+  std::fflush(nullptr);  // nothing buffered is written twice
+  const pid_t pid = ::fork();
+  if (pid < 0) throw SysError("start the workspace supervisor");
+  if (pid == 0) {
+    // Only these two fds stay, as 3 and 4: none of the caller's other descriptors (a
+    // harness's pipe, say) stays open for the workspace's life.
+    const int lfd = ::fcntl(lock_fd, F_DUPFD, 10), rfd = ::fcntl(ready_w.get(), F_DUPFD, 10);
+    if (lfd < 0 || rfd < 0 || ::dup2(lfd, 3) < 0 || ::dup2(rfd, 4) < 0) _exit(1);
+    ::close_range(5, ~0U, 0);
+    // In a session of its own: a Ctrl-C at the terminal reaches our process group, not it.
+    ::setsid();
+    proctitle::set(title);
+    _exit(supervisor_main(name, 3, 4));
   }
   return ready_r;
 }
