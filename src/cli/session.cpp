@@ -223,18 +223,14 @@ SessionSpec make_session_spec(const ProfileSpec& spec, const std::vector<std::st
 
 int run_profile(const std::string& name, const std::vector<std::string>& cmd, bool verbose,
                 bool for_check) {
-  // A cold start waits for the supervisor's exec and set-up (its namespaces, the network
-  // one above all) longer than for anything of its own, so the supervisor starts first and
-  // runs beside our profile loading and planning. Only for a profile that exists: a
-  // mistyped name gets its "did you mean" and starts nothing. If the profile then fails to
-  // load, or a check below refuses it, leaving closes the ready pipe, and the supervisor,
-  // ready or not, ends when it sees that no one who started it will join.
-  std::error_code ec;
-  Fd starting;
-  if (valid_profile_name(name) && fs::exists(config_dir() / name / "profile.toml", ec)) {
-    starting = prestart_workspace(name);
-  }
+  // A cold start waits for the supervisor's set-up (its namespaces, the network one above
+  // all) longer than for anything of its own, so the supervisor starts as soon as the
+  // profile has loaded, forked with it (it does not read the file a second time), and runs
+  // beside our checks and planning. A profile that does not load starts nothing. If a check
+  // below refuses it, leaving closes the ready pipe, and the supervisor, ready or not, ends
+  // when it sees that no one who started it will join.
   ProfileSpec spec = load_profile(name);
+  Fd starting = prestart_workspace(name, &spec);
   // Profile warnings (paths that do not exist) are for `pw show`/`explain` and --verbose;
   // repeating them at every start would train users to ignore pw's output.
   // Everything printed here is behind `if (verbose)`, so a plain start pays nothing for it.

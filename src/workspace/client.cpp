@@ -35,7 +35,7 @@ namespace {
 // and read no passphrase). The child retitles itself `pw __supervise NAME`, as `ps` showed
 // the exec'd one. It is our child until we exit and outlives us (it serves this very
 // session), so there is nothing to reap.
-Fd spawn_supervisor(const std::string& name, int lock_fd) {
+Fd spawn_supervisor(const std::string& name, int lock_fd, const ProfileSpec* loaded) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) throw SysError("pipe");
   Fd ready_r(ready[0]), ready_w(ready[1]);
@@ -52,7 +52,7 @@ Fd spawn_supervisor(const std::string& name, int lock_fd) {
     // In a session of its own: a Ctrl-C at the terminal reaches our process group, not it.
     ::setsid();
     proctitle::set(title);
-    _exit(supervisor_main(name, 3, 4));
+    _exit(supervisor_main(name, 3, 4, loaded));
   }
   return ready_r;
 }
@@ -76,13 +76,13 @@ void await_supervisor(const std::string& name, const Fd& ready) {
 
 }  // namespace
 
-Fd prestart_workspace(const std::string& name) {
+Fd prestart_workspace(const std::string& name, const ProfileSpec* loaded) {
   WorkspacePaths paths = workspace_paths(name);
   Fd lock(::open(paths.lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!lock) throw SysError("open " + paths.lock.string());
   // Whoever holds the lock is (or is about to be) the live supervisor.
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return Fd();
-  return spawn_supervisor(name, lock.get());
+  return spawn_supervisor(name, lock.get(), loaded);
 }
 
 Joined join_workspace(const std::string& name, const std::string& summary, Fd starting) {

@@ -175,7 +175,7 @@ void report_failure(const Fd& ready, const std::string& name, const char* what) 
 
 }  // namespace
 
-int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
+int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const ProfileSpec* loaded) {
   Fd lock(lock_fd), ready(ready_fd);
   ::fcntl(lock.get(), F_SETFD, FD_CLOEXEC);
   ::fcntl(ready.get(), F_SETFD, FD_CLOEXEC);
@@ -201,7 +201,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd) {
   NetMode net_mode = NetMode::Host;
   WorkspaceNet net;
   try {
-    ProfileSpec spec = load_profile(name);
+    const ProfileSpec spec = loaded ? *loaded : load_profile(name);
     net_mode = spec.net;
     if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
     if (spec.net == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {

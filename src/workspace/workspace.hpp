@@ -26,8 +26,9 @@ struct Joined {
 // Starts the supervisor of `name` if none runs, without waiting for it: returns its
 // readiness pipe (to hand to join_workspace), or an empty Fd if one already runs. Lets the
 // caller plan its session while the supervisor sets itself up. The supervisor ends, without
-// waiting for anyone else, if the pipe closes before a session joins.
-Fd prestart_workspace(const std::string& name);
+// waiting for anyone else, if the pipe closes before a session joins. `loaded`: the profile
+// the caller has just loaded, which the (forked) supervisor then uses instead of reading it.
+Fd prestart_workspace(const std::string& name, const ProfileSpec* loaded = nullptr);
 
 // Connects to the workspace of profile `name`, starting its supervisor if none runs.
 // `summary` describes the session for `pw ps`; `starting` is prestart_workspace()'s result.
@@ -61,6 +62,6 @@ Fd connect_workspace(const std::string& name, const std::filesystem::path& socke
 WorkspaceInfo parse_workspace_info(const std::string& reply);
 
 // The supervisor's main (the hidden `pw __supervise NAME LOCKFD READYFD`).
-int supervisor_main(const std::string& name, int lock_fd, int ready_fd);
+int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const ProfileSpec* loaded = nullptr);
 
 }  // namespace pw
