@@ -325,6 +325,12 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
       const bool vault_only = l == 1;
       Fd conn(::accept4(fds[l].fd, nullptr, nullptr, SOCK_CLOEXEC));
       if (conn) {
+        // The one wait on a single peer in this loop: its first message. A peer that
+        // connects and sends nothing (any process of a human session can reach the vault
+        // socket) is dropped after a second instead of holding every other client, and a
+        // lock, waiting.
+        const struct timeval hello_wait = {1, 0};
+        ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &hello_wait, sizeof hello_wait);
         try {
           // The user appears as our euid inside this namespace; anyone else does not.
           if (proto::peer_uid(conn.get()) != ::geteuid()) throw Error("peer of another uid");

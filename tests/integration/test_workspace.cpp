@@ -9,11 +9,13 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <sstream>
 #include <thread>
 
@@ -305,6 +307,31 @@ TEST_CASE("on a terminal: TIOCSTI is denied, Ctrl-C and job control reach the sa
     p.send("exit 3\n");
     CHECK(p.wait() == 3);
   }
+}
+
+TEST_CASE("a peer that connects and says nothing holds no one up", "[workspace]") {
+  auto& w = World::get();
+  // A workspace with a session open, and a silent connection to its socket (as any process
+  // of a human session could make to the vault socket): other clients still get in.
+  pid_t held = it::spawn_bg({PW_BIN, "demo", "--", "/bin/sleep", "30"}, w.env);
+  const std::string sock = (w.runtime / "pw" / "demo.sock").string();
+  REQUIRE(it::wait_for([&] { return ::access(sock.c_str(), F_OK) == 0; }, 10000));
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  struct sockaddr_un a {};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", sock.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = it::run({"/usr/bin/timeout", "20", PW_BIN, "demo", "--", "/bin/true"}, w.env);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(took < std::chrono::seconds(10));
+  ::close(fd);
+  ::kill(held, SIGTERM);
+  int st;
+  ::waitpid(held, &st, 0);
 }
 
 TEST_CASE("a runtime dir open to others is refused", "[workspace]") {
