@@ -554,7 +554,13 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
     // The agent posture sees the project dir: ciphertext there could be read or tampered
     // with, so the cipherdir lives outside it. The mountpoint must not be the project itself
     // or sit inside the cipherdir.
-    if (!spec.dir.empty() && is_under_or_equal(vs.cipherdir, spec.dir)) {
+    // Compared as they resolve as well as they read: a symlink (the cipherdir's, or the
+    // project dir's) must not put the ciphertext inside the project after all.
+    std::error_code ec1, ec2;
+    const fs::path real_cipher = fs::weakly_canonical(vs.cipherdir, ec1);
+    const fs::path real_dir = spec.dir.empty() ? fs::path() : fs::weakly_canonical(spec.dir, ec2);
+    if (!spec.dir.empty() && (is_under_or_equal(vs.cipherdir, spec.dir) ||
+                              (!ec1 && !ec2 && is_under_or_equal(real_cipher, real_dir)))) {
       r.fail(r.where("vault.cipherdir"), "vault.cipherdir",
              "must be outside the project dir " + spec.dir.string() +
                  " (the agent posture can read the project); the default is ~/.local/share/pw/vaults/" +

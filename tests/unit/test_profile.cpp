@@ -495,6 +495,23 @@ TEST_CASE("profile: vault and network keys are checked", "[profile]") {
         "p.toml:4:9: network.allow: ignored: network.mode is \"host\", not \"allowlist\"");
 }
 
+TEST_CASE("profile: a cipherdir that resolves into the project is refused", "[profile]") {
+  World w;
+  // A symlink outside the project leading into it...
+  fs::create_directories(w.proj / "cv");
+  fs::create_directory_symlink(w.proj / "cv", w.home / "cvlink");
+  CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/cvlink\"\nmountpoint = \".vault\"\n"))
+            .find("vault.cipherdir: must be outside the project dir") != std::string::npos);
+  // ...and a project dir named through a symlink, with the cipherdir named by its real path.
+  fs::create_directory_symlink(w.proj, w.home / "plink");
+  const std::string via_link = "[project]\ndir = \"" + (w.home / "plink").string() + "\"\n";
+  CHECK(w.error(via_link + "[vault]\ncipherdir = \"" + (w.proj / "cv2").string() +
+                "\"\nmountpoint = \".vault\"\n")
+            .find("vault.cipherdir: must be outside the project dir") != std::string::npos);
+  // Outside, it loads.
+  CHECK(w.parse(w.doc("[vault]\ncipherdir = \"~/vaults/okb\"\nmountpoint = \".vault\"\n")).vault);
+}
+
 TEST_CASE("profile: network allowlist and ssh-agent keys are validated", "[profile]") {
   World w;
   const ProfileSpec s = w.parse(w.doc(
