@@ -226,6 +226,7 @@ void VaultHost::reap(bool report) {
 
 void VaultHost::lock() {
   if (pid_ > 0) {
+    flush_before_stop();
     ::kill(pid_, SIGTERM);
     struct pollfd p = {pidfd_.get(), POLLIN, 0};
     int r;
@@ -236,6 +237,34 @@ void VaultHost::lock() {
     reap(true);
   }
   sweep_mounts();
+}
+
+// Data written to files still open in a session sits in the kernel's writeback cache
+// until they are closed or synced; stopping the server first would throw it away. A
+// child syncs the filesystem, which sends that data to the server, still running; a
+// server that does not answer within the grace period is stopped all the same (the
+// child's waiting requests are then aborted, and it is reaped).
+void VaultHost::flush_before_stop() {
+  if (mount_dir_.empty()) return;
+  const pid_t child = ::fork();
+  if (child < 0) return;
+  if (child == 0) {
+    const int fd = ::open(mount_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) ::syncfs(fd);
+    _exit(0);
+  }
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+  struct pollfd p = {pidfd.get(), POLLIN, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, kStopGraceMs);
+  } while (r < 0 && errno == EINTR);
+  if (r <= 0) {
+    ::kill(child, SIGKILL);
+    ::kill(pid_, SIGKILL);  // a server that does not sync would not stop on SIGTERM either
+  }
+  while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+  }
 }
 
 // Whatever is still stacked on the anchor (a server that was killed leaves its mount, now

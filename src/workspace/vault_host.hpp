@@ -54,6 +54,7 @@ class VaultHost {
  private:
   void reap(bool report);
   void sweep_mounts();
+  void flush_before_stop();
 
   std::string workspace_;
   std::filesystem::path cipherdir_;

@@ -217,6 +217,20 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
     CHECK(try_read("/proc/" + std::to_string(p) + "/cwd/.vault/two.txt") == "EACCES");
   }
 
+  // A file still open for writing when the lock comes: what was written is kept (it sits
+  // in the kernel's writeback cache until the file is closed or synced).
+  pid_t writer = it::spawn_bg(
+      {PW_BIN, v.name, "--", "/usr/bin/python3", "-c",
+       "import os, time\n"
+       "os.chdir('" + v.project.string() + "')\n"
+       "fd = os.open('.vault/open.txt', os.O_WRONLY | os.O_CREAT, 0o600)\n"
+       "os.write(fd, b'held-open' * 4000)\n"
+       "open('open-written', 'w').close()\n"
+       "time.sleep(30)\n"},
+      w.env);
+  // (Not read back meanwhile: a reader's close would flush it.)
+  CHECK(it::wait_for([&] { return fs::exists(v.project / "open-written"); }, 10000));
+
   // Lock: gone from the running session and from new ones; the server is gone too.
   auto l = w.pw({"vault", "lock", v.name});
   CHECK(l.rc == 0);
@@ -228,7 +242,14 @@ TEST_CASE("vault: unlock shares the plaintext among the workspace's sessions; lo
 
   // Unlock again: the data is intact, in the same long session.
   REQUIRE(v.unlock().rc == 0);
-  CHECK(v.ask("d") == "two.txt\nfrom-session-2\n");
+  CHECK(v.in_session("ls .vault").out == "open.txt\ntwo.txt\n");
+  CHECK(v.in_session("cat .vault/two.txt").out == "from-session-2\n");
+  std::string held;
+  for (int i = 0; i < 4000; ++i) held += "held-open";
+  CHECK(v.in_session("cat .vault/open.txt").out == held);
+  ::kill(writer, SIGTERM);
+  int wst;
+  ::waitpid(writer, &wst, 0);
 
   // Last session gone: no server, nothing left; a fresh start sees the vault locked.
   v.stop_all(bg);
