@@ -212,8 +212,12 @@ std::vector<std::uint8_t>& tls_buf(int which) {
 std::string sidecar_name(const std::string& disk) { return disk + format::kLongSuffix; }
 
 bool read_small_file(int dfd, const char* name, std::string& out, std::size_t max) {
-  Fd f(::openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  // O_NONBLOCK: a FIFO planted in the cipherdir in a file's place must not hang the
+  // server in open() (or read()); anything but a regular file is refused.
+  Fd f(::openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (f.fd < 0) return false;
+  struct stat fst {};
+  if (::fstat(f.fd, &fst) != 0 || !S_ISREG(fst.st_mode)) return false;
   out.resize(max + 1);
   std::size_t got = 0;
   while (got < out.size()) {
@@ -707,7 +711,9 @@ void load_open_file(Fs::OpenFile& of, const format::Layout& l);
 }
 
 int Fs::open_backing(Node* n, int mode, OpenFile* existing) {
-  const int flags = mode | O_CLOEXEC | O_NOFOLLOW;
+  // O_NONBLOCK: no open() of a FIFO put in a file's place waits for a peer (it has no
+  // effect on the regular files this opens).
+  const int flags = mode | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
   int last_err = ENOENT;
   for (auto& l : n->links) {
     auto p = nodes_.find(l.parent);

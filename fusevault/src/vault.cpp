@@ -309,6 +309,9 @@ void fsck_dir(Fs& fs, std::uint64_t dino, const std::string& path, FsckReport& r
       } else if (S_ISLNK(en.st.st_mode)) {
         r.symlinks++;
         (void)fs.readlink(en.ino);
+      } else {
+        // The vault makes files, dirs and symlinks only: anything else was put there.
+        r.damaged.push_back(p + ": not a file, dir or symlink (the vault makes no other kind)");
       }
     } catch (const FsError& ex) {
       r.damaged.push_back(p + ": " + (ex.err == EIO ? std::string("content does not authenticate")

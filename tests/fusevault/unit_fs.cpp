@@ -605,6 +605,20 @@ TEST_CASE_METHOD(VaultFixture, "fs: tampered names and directory ids are detecte
     CHECK(list(fs->lookup(Fs::kRoot, "dir").ino).empty());
     CHECK(fsck(*vault).damaged.size() == 1);
   }
+  SECTION("FIFOs put in place of a directory id and of a file's ciphertext") {
+    // Neither hangs the filesystem in open(), and fsck names both.
+    const std::string idp = dir.path + "/" + sub + "/fusevault.dirid";
+    ::chmod(idp.c_str(), 0600);
+    REQUIRE(::unlink(idp.c_str()) == 0);
+    REQUIRE(::mkfifo(idp.c_str(), 0600) == 0);
+    const std::string fp = dir.path + "/" + file;
+    REQUIRE(::unlink(fp.c_str()) == 0);
+    REQUIRE(::mkfifo(fp.c_str(), 0600) == 0);
+    reopen();
+    CHECK_THROWS_AS(list(fs->lookup(Fs::kRoot, "dir").ino), FsError);
+    auto r = fsck(*vault);
+    CHECK(r.damaged.size() == 2);
+  }
   SECTION("untampered vault passes fsck") {
     reopen();
     auto r = fsck(*vault);
