@@ -1,16 +1,24 @@
 // Passphrase input: terminal with echo off, an fd, or a file. Never argv or environment.
 #include <fcntl.h>
+#include <signal.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include "fusevault/vault.hpp"
 
 namespace fusevault {
 namespace {
 constexpr std::size_t kMaxPass = 1024;
+
+// A signal that arrived during a terminal prompt: the prompt gives up, restores the
+// terminal's echo and then lets the signal do what it would have done.
+volatile sig_atomic_t g_prompt_signal = 0;
+void on_prompt_signal(int sig) { g_prompt_signal = sig; }
+constexpr int kPromptSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 
 // Reads one byte at a time so that the rest of a pipe stays for the next reader
 // (passwd reads the old and the new passphrase from one fd).
@@ -20,6 +28,7 @@ SecureBytes read_line(int fd) {
   for (;;) {
     char c;
     ssize_t r = ::read(fd, &c, 1);
+    if (r < 0 && errno == EINTR && g_prompt_signal != 0) throw VaultError("interrupted");
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) throw VaultError(std::string("cannot read passphrase: ") + std::strerror(errno));
     if (r == 0 || c == '\n') break;
@@ -61,6 +70,15 @@ SecureBytes read_passphrase_tty(const char* prompt, int tty_fd) {
     t.c_lflag |= ICANON;
     ::tcsetattr(tty_fd, TCSAFLUSH, &t);
   }
+  // Ctrl-C (or a hangup, or a kill) during the prompt must not leave the terminal without
+  // echo: caught here (no SA_RESTART, so the read returns), undone below, then re-raised.
+  struct sigaction catcher {}, saved[std::size(kPromptSignals)];
+  catcher.sa_handler = on_prompt_signal;
+  sigemptyset(&catcher.sa_mask);
+  g_prompt_signal = 0;
+  for (std::size_t i = 0; i < std::size(kPromptSignals); ++i) {
+    ::sigaction(kPromptSignals[i], &catcher, &saved[i]);
+  }
   if (prompt) (void)!::write(tty_fd, prompt, std::strlen(prompt));
   SecureBytes b;
   std::exception_ptr err;
@@ -72,6 +90,13 @@ SecureBytes read_passphrase_tty(const char* prompt, int tty_fd) {
   if (is_tty) ::tcsetattr(tty_fd, TCSAFLUSH, &old);
   (void)!::write(tty_fd, "\n", 1);
   if (own) ::close(tty_fd);
+  for (std::size_t i = 0; i < std::size(kPromptSignals); ++i) {
+    ::sigaction(kPromptSignals[i], &saved[i], nullptr);
+  }
+  if (const int sig = g_prompt_signal; sig != 0) {
+    g_prompt_signal = 0;
+    ::raise(sig);  // its own disposition again: by default, the end of the process
+  }
   if (err) std::rethrow_exception(err);
   return b;
 }

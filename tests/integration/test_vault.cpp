@@ -5,9 +5,13 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <chrono>
+#include <thread>
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -411,6 +415,18 @@ TEST_CASE("vault: on a terminal: three tries, passphrase asked twice, unlock on 
     CHECK(p.wait() != 0);
   }
   CHECK(v.ask("a") == "");
+  {
+    // Ctrl-C at the prompt ends pw as Ctrl-C does, with the terminal's echo back on.
+    it::Pty p({PW_BIN, "vault", "unlock", v.name}, w.env);
+    REQUIRE(p.expect("Passphrase for the vault of vtty: "));
+    p.send("half a pass");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    p.send("\x03");
+    CHECK(p.wait() == 128 + SIGINT);
+    struct termios t {};
+    REQUIRE(::tcgetattr(p.master, &t) == 0);
+    CHECK((t.c_lflag & ECHO) != 0);
+  }
   {
     it::Pty p({PW_BIN, "vault", "unlock", v.name}, w.env);
     REQUIRE(p.expect("Passphrase for the vault of vtty: "));
