@@ -250,8 +250,18 @@ int vault_init(const std::string& name, const PassSource& pass, const KdfChoice&
     out::warn("cannot create the mountpoint " + v.mountpoint.string() + ": " + std::strerror(errno));
   }
   const unsigned format = fusevault::Vault::info(v.cipherdir.string()).format_version;
+  // pw's data dir is hidden in every session; a cipherdir elsewhere only in its profile's.
+  std::error_code dec;
+  const fs::path data = fs::weakly_canonical(data_dir(), dec);
+  const fs::path real = fs::weakly_canonical(v.cipherdir, dec);
+  const auto rel = real.lexically_relative(data);
+  const bool in_data = !dec && !rel.empty() && *rel.begin() != "..";
+  const std::string seen =
+      in_data ? "never visible in any session"
+              : "hidden from this profile's sessions; other profiles' sessions can read it (pw hides "
+                "only its data dir, " + data.string() + ", from all of them)";
   out::info("created the vault of " + t.name + "\n  encrypted files: " + v.cipherdir.string() +
-            " (never visible in any session; fusevault format " + std::to_string(format) + ", " +
+            " (" + seen + "; fusevault format " + std::to_string(format) + ", " +
             fusevault::content_cipher(format) + ")\n  plaintext at:    " + v.mountpoint.string() +
             ", inside `pw " + t.name + "` sessions, after `pw vault unlock " + t.name + "`");
   return 0;
