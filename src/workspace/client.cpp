@@ -31,8 +31,9 @@ namespace {
 // Starts the workspace's supervisor, handing it the lock we hold; returns the read end of
 // its readiness pipe. Forked, not exec'd: a second exec of pw (the loader, the relocations,
 // the C++ run-time's start-up and their page faults) was the longest part of a cold start,
-// and a fork this early copies little (the caller has loaded no profile yet, made no plan
-// and read no passphrase). The child retitles itself `pw __supervise NAME`, as `ps` showed
+// and a fork this early copies little (the caller has loaded the profile, which the child
+// then uses, and read no passphrase; a join that must restart a supervisor forks after
+// planning, which holds nothing secret either). The child retitles itself `pw __supervise NAME`, as `ps` showed
 // the exec'd one. It is our child until we exit and outlives us (it serves this very
 // session), so there is nothing to reap.
 Fd spawn_supervisor(const std::string& name, int lock_fd, const ProfileSpec* loaded) {
@@ -52,7 +53,12 @@ Fd spawn_supervisor(const std::string& name, int lock_fd, const ProfileSpec* loa
     // In a session of its own: a Ctrl-C at the terminal reaches our process group, not it.
     ::setsid();
     proctitle::set(title);
-    _exit(supervisor_main(name, 3, 4, loaded));
+    // Nothing may unwind from here into the caller's frames (the client's code).
+    try {
+      _exit(supervisor_main(name, 3, 4, loaded));
+    } catch (...) {
+      _exit(1);
+    }
   }
   return ready_r;
 }
@@ -98,10 +104,18 @@ Joined join_workspace(const std::string& name, const std::string& summary, Fd st
     }
     Fd conn = connect_own_socket(paths.sock);
     if (conn) {
-      proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " session " + summary);
       std::string reply;
       std::vector<Fd> fds;
-      if (proto::recv(conn.get(), reply, &fds)) {
+      // A supervisor that ends while our connection waits to be accepted resets it
+      // (ECONNRESET, or EPIPE for the hello): like EOF, a supervisor shutting down.
+      bool answered = false;
+      try {
+        proto::send(conn.get(), "hello " + std::to_string(proto::kVersion) + " session " + summary);
+        answered = proto::recv(conn.get(), reply, &fds);
+      } catch (const SysError& e) {
+        if (e.err() != ECONNRESET && e.err() != EPIPE) throw;
+      }
+      if (answered) {
         // "ok NET VAULT STAGE" (protocol 3): the workspace's network mode (h, n, a: a
         // namespace fd follows the fixed three unless h) and whether the vault anchor follows.
         NetMode mode = NetMode::Host;
