@@ -231,10 +231,16 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
     // A worktree's or submodule's `.git` is a file naming the git dir: rewritten, it would
     // send the human posture's git to a config (and hooks) the agent wrote.
     if (view.type(spec.dir / ".git") == NodeType::File) guarded.emplace_back(".git");
-    // Submodules' own configs and hooks, which git runs in them as in the project.
-    for (const char* sub : {".git/modules/*/config", ".git/modules/*/hooks"}) {
-      for (const auto& m : view.glob((spec.dir / sub).string())) {
-        guarded.push_back(m.lexically_relative(spec.dir).string());
+    // Submodules' own configs and hooks, which git runs in them as in the project. A
+    // submodule's git dir is .git/modules/NAME, its name its path by default (vendor/lib),
+    // and a nested one's .git/modules/A/modules/B: every depth up to five names.
+    std::string under = ".git/modules";
+    for (int depth = 1; depth <= 5; ++depth) {
+      under += "/*";
+      for (const char* leaf : {"/config", "/hooks"}) {
+        for (const auto& m : view.glob((spec.dir / (under + leaf)).string())) {
+          guarded.push_back(m.lexically_relative(spec.dir).string());
+        }
       }
     }
     for (const auto& r : guarded) {

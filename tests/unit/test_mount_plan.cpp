@@ -237,7 +237,14 @@ TEST_CASE("agent guard: a worktree's .git file and submodules' configs and hooks
   FakeFs g = world();
   g.dir("/home/u/projects/proj/.git/modules/lib/hooks").file("/home/u/projects/proj/.git/modules/lib/config");
   g.dir("/home/u/projects/proj/.git/modules/doc").file("/home/u/projects/proj/.git/modules/doc/config");
+  // Named by its path (git submodule add URL vendor/lib), and nested in another.
+  g.dir("/home/u/projects/proj/.git/modules/vendor/lib/hooks")
+      .file("/home/u/projects/proj/.git/modules/vendor/lib/config");
+  g.dir("/home/u/projects/proj/.git/modules/lib/modules/inner/hooks");
   MountPlan sub = plan_mounts(base_spec(Posture::Agent), ctx(), g);
+  CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/vendor/lib/config"));
+  CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/vendor/lib/hooks"));
+  CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/lib/modules/inner/hooks"));
   CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/lib/hooks"));
   CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/lib/config"));
   CHECK(find(sub, OpKind::BindRo, "/home/u/projects/proj/.git/modules/doc/config"));
