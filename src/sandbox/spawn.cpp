@@ -219,7 +219,9 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
     _exit(kSetupFailed);
   }
   // The client wakes up at this close: from here on we make system calls only, and touch
-  // no memory but our own stack (see run_session).
+  // no memory but our own stack (see run_session) and errno, which is the client's too (no
+  // TLS of our own): the calls below fail only on a stop and continue of pid 1 itself, and
+  // the client reads errno only after a failed call of its own.
   ::close(errfd);
 
   for (;;) {
@@ -257,8 +259,11 @@ int init_entry(void* p) {
   session_init(*a.spec, a.errfd, a.lifeline);
 }
 
-// pid 1's stack: its own mapping, with a guard page below.
-constexpr std::size_t kInitStack = 1 << 20;
+// pid 1's stack: its own mapping (reserved, not committed: only what it touches is
+// used), with a guard page below. The vfork'd payload runs on it until its exec, and
+// execvp's fallback for a script without #! copies the argument list onto it: as large as
+// a main thread's usual 8 MiB.
+constexpr std::size_t kInitStack = 8u << 20;
 
 }  // namespace
 
@@ -293,8 +298,14 @@ int run_session(const SessionSpec& spec, int watch_fd) {
   // there on). Its memory is ours, so it gets no more than the copy fork() gave it.
   // The sanitizer runtimes keep per-thread state that a second process on the same memory
   // would confuse: that build copies the memory as fork() does.
-#ifdef __SANITIZE_ADDRESS__
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   constexpr bool share_memory = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+  constexpr bool share_memory = false;  // clang says so this way
+#else
+  constexpr bool share_memory = true;
+#endif
 #else
   constexpr bool share_memory = true;
 #endif
