@@ -340,7 +340,8 @@ int run_session(const SessionSpec& spec, int watch_fd) {
     }
     err.append(buf, static_cast<size_t>(n));
   }
-  if (!err.empty()) std::fputs(err.c_str(), stderr);
+  // Setup errors name paths from the profile and the project: printed as pw's own lines are.
+  if (!err.empty()) std::fputs(out::printable(err).c_str(), stderr);
   // We hold the workspace's user and mount namespaces (as root there) and its staging dir
   // until the session ends: like the supervisor and the session's pid 1, non-dumpable, so
   // no other process of the user reaches them through our /proc entries. (Not before pid 1

@@ -35,6 +35,10 @@ std::string elapsed_suffix();
 // "pw: warning: " + text on stderr, whatever the level.
 void warn(std::string_view text);
 // "pw: " + text on stderr, whatever the level.
+// `text` with its control characters (but line breaks and tabs) shown as \xNN, as every
+// line above prints it: for text that reaches the terminal some other way.
+std::string printable(std::string_view text);
+
 void error(std::string_view text);
 
 }  // namespace pw::out
