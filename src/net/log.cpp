@@ -12,6 +12,7 @@
 
 #include "net/policy.hpp"
 #include "util/error.hpp"
+#include "util/file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -111,33 +112,20 @@ void NetLog::write(std::string_view target, Verdict v, std::string_view kind, st
 
 int print_log(const std::string& workspace, std::FILE* out) {
   const fs::path p = log_path(workspace);
+  int err = 0;
   // The part rotated out first (it is older), then the current one.
-  if (Fd old(::open((p.string() + ".1").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)); old) {
-    char buf[65536];
-    ssize_t n;
-    while ((n = ::read(old.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-      if (n > 0) std::fwrite(buf, 1, static_cast<std::size_t>(n), out);
-    }
-  }
-  Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) {
-    if (errno == ENOENT) {
+  const auto old = read_text_file(p.string() + ".1", err);
+  const auto now = read_text_file(p, err);
+  if (!now) {
+    if (err == ENOENT) {
       std::fprintf(stderr, "pw: %s: no network log yet (%s)\n", workspace.c_str(), p.c_str());
     } else {
-      std::fprintf(stderr, "pw: %s: %s\n", p.c_str(), std::strerror(errno));
+      std::fprintf(stderr, "pw: %s: %s\n", p.c_str(), std::strerror(err));
     }
     return 1;
   }
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::read(fd.get(), buf, sizeof buf)) != 0) {
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      std::fprintf(stderr, "pw: %s: %s\n", p.c_str(), std::strerror(errno));
-      return 1;
-    }
-    std::fwrite(buf, 1, static_cast<std::size_t>(n), out);
-  }
+  if (old) std::fwrite(old->data(), 1, old->size(), out);
+  std::fwrite(now->data(), 1, now->size(), out);
   std::fflush(out);
   return 0;
 }

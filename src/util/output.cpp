@@ -62,12 +62,6 @@ void append_printable(std::string& s, std::string_view text) {
   }
 }
 
-std::string printable_text(std::string_view text) {
-  std::string s;
-  append_printable(s, text);
-  return s;
-}
-
 void line_to(std::FILE* f, const std::string& prefix, std::string_view text) {
   std::string s = prefix;
   append_printable(s, text);
@@ -118,7 +112,11 @@ void warn(std::string_view text) {
   line_to(stderr, "pw: " + paint(stderr, Style::Yellow, "warning:") + " ", text);
 }
 
-std::string printable(std::string_view text) { return printable_text(text); }
+std::string printable(std::string_view text) {
+  std::string s;
+  append_printable(s, text);
+  return s;
+}
 
 void error(std::string_view text) { line_to(stderr, paint(stderr, Style::Red, "pw:") + " ", text); }
 
