@@ -37,29 +37,49 @@ namespace {
 // the exec'd one. It is our child until we exit and outlives us (it serves this very
 // session), so there is nothing to reap.
 Fd spawn_supervisor(const std::string& name, int lock_fd, const ProfileSpec* loaded) {
-  int ready[2];
+  int ready[2], settled[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) throw SysError("pipe");
   Fd ready_r(ready[0]), ready_w(ready[1]);
+  if (::pipe2(settled, O_CLOEXEC) != 0) throw SysError("pipe");
+  Fd settled_r(settled[0]), settled_w(settled[1]);
+  // A forked child is queued on its parent's CPU, and there it waited (1-2 ms on the
+  // machines measured, a cold start's longest wait) for us to block or for the balancer to
+  // move it, with the other CPUs idle. So we move it to the others ourselves, right after
+  // the fork; it takes back our mask (a `taskset` of the user's stays in force) once it
+  // sees `settled` close, which we do only after the move, so the two cannot cross.
+  cpu_set_t cpus, elsewhere;
+  CPU_ZERO(&cpus);
+  bool place = false;
+  if (::sched_getaffinity(0, sizeof cpus, &cpus) == 0) {
+    elsewhere = cpus;
+    const int here = ::sched_getcpu();
+    if (here >= 0 && here < CPU_SETSIZE) CPU_CLR(here, &elsewhere);
+    place = CPU_COUNT(&elsewhere) > 0 && !CPU_EQUAL(&elsewhere, &cpus);
+  }
   const std::string title = "pw __supervise " + name;
   std::fflush(nullptr);  // nothing buffered is written twice
   const pid_t pid = ::fork();
   if (pid < 0) throw SysError("start the workspace supervisor");
   if (pid == 0) {
-    // Only these two fds stay, as 3 and 4: none of the caller's other descriptors (a
+    // Only these three fds stay, as 3, 4 and 5: none of the caller's other descriptors (a
     // harness's pipe, say) stays open for the workspace's life.
-    const int lfd = ::fcntl(lock_fd, F_DUPFD, 10), rfd = ::fcntl(ready_w.get(), F_DUPFD, 10);
-    if (lfd < 0 || rfd < 0 || ::dup2(lfd, 3) < 0 || ::dup2(rfd, 4) < 0) _exit(1);
-    ::close_range(5, ~0U, 0);
+    const int lfd = ::fcntl(lock_fd, F_DUPFD, 10), rfd = ::fcntl(ready_w.get(), F_DUPFD, 10),
+              sfd = ::fcntl(settled_r.get(), F_DUPFD, 10);
+    if (lfd < 0 || rfd < 0 || sfd < 0 || ::dup2(lfd, 3) < 0 || ::dup2(rfd, 4) < 0 || ::dup2(sfd, 5) < 0) _exit(1);
+    ::close_range(6, ~0U, 0);
     // In a session of its own: a Ctrl-C at the terminal reaches our process group, not it.
     ::setsid();
     proctitle::set(title);
     // Nothing may unwind from here into the caller's frames (the client's code).
     try {
-      _exit(supervisor_main(name, 3, 4, loaded));
+      _exit(supervisor_main(name, 3, 4, loaded, SupervisorPlacement{5, &cpus}));
     } catch (...) {
       _exit(1);
     }
   }
+  // Best effort: a failure leaves it where the kernel put it.
+  if (place) ::sched_setaffinity(pid, sizeof elsewhere, &elsewhere);
+  settled_w.reset();
   return ready_r;
 }
 

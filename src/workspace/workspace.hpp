@@ -3,6 +3,8 @@
 // join it over a unix socket and run their session inside its namespaces.
 #pragma once
 
+#include <sched.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -61,7 +63,15 @@ Fd connect_workspace(const std::string& name, const std::filesystem::path& socke
 // Parses a "ps"/"vault status" reply.
 WorkspaceInfo parse_workspace_info(const std::string& reply);
 
+// How a supervisor forked by its client was placed (spawn_supervisor): kept off the
+// client's CPU until `settled` reaches EOF, then given back `cpus`, the client's own mask.
+struct SupervisorPlacement {
+  int settled = -1;
+  const cpu_set_t* cpus = nullptr;
+};
+
 // The supervisor's main (the hidden `pw __supervise NAME LOCKFD READYFD`).
-int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const ProfileSpec* loaded = nullptr);
+int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const ProfileSpec* loaded = nullptr,
+                    SupervisorPlacement placement = {});
 
 }  // namespace pw

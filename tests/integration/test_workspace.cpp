@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -192,6 +193,35 @@ TEST_CASE("the supervisor keeps none of its starter's descriptors", "[workspace]
   ::kill(keeper, SIGTERM);
   REQUIRE(::waitpid(keeper, &st, 0) == keeper);
   CHECK(it::wait_for([&] { return supervisor_pid(w, "demo-llm") == 0; }));
+}
+
+TEST_CASE("a supervisor runs on the CPUs its starter may use", "[workspace]") {
+  // The client keeps the supervisor it forks off its own CPU while it starts; once ready,
+  // the supervisor must be back on the client's mask: neither left on the narrowed set nor
+  // widened past a `taskset` of the user's.
+  auto& w = World::get();
+  cpu_set_t mine;
+  REQUIRE(::sched_getaffinity(0, sizeof mine, &mine) == 0);
+  int first = 0;
+  while (!CPU_ISSET(first, &mine)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  for (const cpu_set_t* want : {&mine, &one}) {
+    std::vector<std::string> cmd = {PW_BIN, "demo-llm", "--", "/bin/sleep", "30"};
+    if (want == &one) cmd.insert(cmd.begin(), {"/usr/bin/taskset", "-c", std::to_string(first)});
+    pid_t client = it::spawn_bg(cmd, bg_env(w));
+    REQUIRE(it::wait_for([&] { return supervisor_pid(w, "demo-llm") != 0; }, 10000));
+    cpu_set_t got;
+    CPU_ZERO(&got);
+    REQUIRE(::sched_getaffinity(supervisor_pid(w, "demo-llm"), sizeof got, &got) == 0);
+    CHECK(CPU_COUNT(&got) == CPU_COUNT(want));
+    CHECK(CPU_EQUAL(&got, want));
+    ::kill(client, SIGTERM);
+    int st;
+    REQUIRE(::waitpid(client, &st, 0) == client);
+    REQUIRE(it::wait_for([&] { return supervisor_pid(w, "demo-llm") == 0; }, 10000));
+  }
 }
 
 TEST_CASE("kill -9 of any pw process leaves no sandboxed process and no mount", "[workspace]") {
