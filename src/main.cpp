@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <sched.h>
+#include <sstream>
 #include <string_view>
 
 #include "check/wallcheck.hpp"
@@ -24,6 +26,7 @@
 #include "util/error.hpp"
 #include "util/output.hpp"
 #include "util/proctitle.hpp"
+#include "workspace/protocol.hpp"
 #include "workspace/workspace.hpp"
 
 extern char** environ;
@@ -144,12 +147,42 @@ bool is_subcommand(std::string_view word) {
   return std::find(std::begin(kSubcommands), std::end(kSubcommands), word) != std::end(kSubcommands);
 }
 
+// `pw __supervise NAME made NET CPUS RUNDIR`, exec'd by a client's workspace helper
+// (maker.cpp) with the lock, the client's registration socket, the user and mount
+// namespaces and the staging tmpfs as descriptors 3 to 7, then the network namespace and
+// the proxy's listener as the network mode has them. CPUS: the client's CPU mask as a
+// list ("0,1"), or "-"; RUNDIR: the client's runtime dir.
+int supervise_made(const std::string& name, const std::string& net, const std::string& cpus,
+                   const std::string& runtime) {
+  MadeWorkspace made;
+  made.runtime = runtime;
+  if (net.size() != 1 || !proto::net_from_code(net[0], made.net_mode)) return 2;
+  made.starter.reset(4);
+  made.userns.reset(5);
+  made.mntns.reset(6);
+  made.stage_root.reset(7);
+  if (made.net_mode != NetMode::Host) made.netns.reset(8);
+  if (made.net_mode == NetMode::Allowlist) made.http.reset(9);
+  CPU_ZERO(&made.cpus);
+  if (cpus != "-") {
+    std::istringstream in(cpus);
+    std::string cpu;
+    while (std::getline(in, cpu, ',')) {
+      const int n = std::stoi(cpu);
+      if (n >= 0 && n < CPU_SETSIZE) CPU_SET(n, &made.cpus);
+    }
+    made.restore_cpus = CPU_COUNT(&made.cpus) > 0;
+  }
+  return supervisor_main(name, 3, -1, nullptr, {}, &made);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   proctitle::remember(argc, argv);
   try {
     if (argc >= 2 && std::string(argv[1]) == "__supervise") {
+      if (argc == 7 && std::string(argv[3]) == "made") return supervise_made(argv[2], argv[4], argv[5], argv[6]);
       if (argc != 5) return 2;
       return supervisor_main(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
     }

@@ -230,7 +230,7 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
   // below refuses it, leaving closes the ready pipe, and the supervisor, ready or not, ends
   // when it sees that no one who started it will join.
   ProfileSpec spec = load_profile(name);
-  Fd starting = prestart_workspace(name, &spec);
+  WorkspaceStart starting = prestart_workspace(name, &spec);
   // Profile warnings (paths that do not exist) are for `pw show`/`explain` and --verbose;
   // repeating them at every start would train users to ignore pw's output.
   // Everything printed here is behind `if (verbose)`, so a plain start pays nothing for it.

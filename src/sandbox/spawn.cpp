@@ -94,6 +94,16 @@ void reset_signals() noexcept {
   }
 }
 
+// The client's CPU mask while the session starts on the client's CPU alone (run_session):
+// pid 1 and the payload's process take it back before anything of the user's runs.
+struct StartCpus {
+  cpu_set_t all;
+  bool pinned = false;
+  void restore() const {
+    if (pinned) ::sched_setaffinity(0, sizeof all, &all);
+  }
+};
+
 // What the payload's process needs, made by pid 1 before the vfork.
 struct PayloadExec {
   std::vector<char*> argv;
@@ -123,8 +133,9 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
 }
 
 // In the vforked payload process: become the plain user under the filter and exec.
-[[noreturn]] void exec_payload(const SessionSpec& spec, const PayloadExec& p, int errfd) {
+[[noreturn]] void exec_payload(const SessionSpec& spec, const PayloadExec& p, int errfd, const StartCpus& cpus) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(kSetupFailed);
+  cpus.restore();
   if (int err = drop_capabilities()) payload_fail(errfd, "pw: sandbox setup failed: drop capabilities: ", err);
   reset_signals();
   // (CLOSE_RANGE_CLOEXEC: Linux 5.11; pw needs 5.12 for mount_setattr anyway.)
@@ -146,7 +157,7 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
 // pid 1 of the session's pid namespace. Builds the view, becomes the user, starts the
 // payload and mirrors its exit. When it exits the kernel kills everything left in the
 // namespace, so no sandboxed process outlives the session.
-[[noreturn]] void session_init(const SessionSpec& spec, int errfd, int lifeline) {
+[[noreturn]] void session_init(const SessionSpec& spec, int errfd, int lifeline, const StartCpus& cpus) {
   try {
     die_with_parent(lifeline);
     // Nothing done here may reach the workspace's other sessions or the host.
@@ -209,10 +220,11 @@ PayloadExec prepare_payload(const SessionSpec& spec) {
   pid_t main_pid = ::vfork();
   if (main_pid == 0) {
     ::close(lifeline);
-    exec_payload(spec, payload, errfd);
+    exec_payload(spec, payload, errfd, cpus);
   }
   // Our memory is the client's (see run_session): its environment is its own again.
   environ = caller_environ;
+  cpus.restore();
   if (main_pid < 0) fail(errfd, std::string("pw: fork: ") + std::strerror(errno));
   if (drop_capabilities() != 0) {
     ::kill(main_pid, SIGKILL);
@@ -246,6 +258,7 @@ struct InitArgs {
   const SessionSpec* spec;
   int errfd, lifeline, err_r, life_w, watch_fd;
   sigset_t mask;
+  const StartCpus* cpus;
 };
 
 int init_entry(void* p) {
@@ -256,7 +269,7 @@ int init_entry(void* p) {
   // pid 1 keeps the supervisor connection only to hand over its listening sockets.
   if (a.watch_fd >= 0 && a.watch_fd != a.spec->control_fd) ::close(a.watch_fd);
   ::sigprocmask(SIG_SETMASK, &a.mask, nullptr);
-  session_init(*a.spec, a.errfd, a.lifeline);
+  session_init(*a.spec, a.errfd, a.lifeline, *a.cpus);
 }
 
 // pid 1's stack: its own mapping (reserved, not committed: only what it touches is
@@ -309,7 +322,20 @@ int run_session(const SessionSpec& spec, int watch_fd) {
 #else
   constexpr bool share_memory = true;
 #endif
-  InitArgs args{&spec, err_w.get(), life_r.get(), err_r.get(), life_w.get(), watch_fd, old_mask};
+  // pid 1 starts on our CPU, which is free as soon as we wait below: a new task is queued
+  // where the scheduler finds the least load, and behind a workspace's new supervisor
+  // (starting on our other CPU, see workspace/maker.hpp) pid 1 waited 1-2 ms to run.
+  StartCpus cpus;
+  if (::sched_getaffinity(0, sizeof cpus.all, &cpus.all) == 0 && CPU_COUNT(&cpus.all) > 1) {
+    const int here = ::sched_getcpu();
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    if (here >= 0 && here < CPU_SETSIZE && CPU_ISSET(here, &cpus.all)) {
+      CPU_SET(here, &one);
+      cpus.pinned = ::sched_setaffinity(0, sizeof one, &one) == 0;
+    }
+  }
+  InitArgs args{&spec, err_w.get(), life_r.get(), err_r.get(), life_w.get(), watch_fd, old_mask, &cpus};
   void* stack = MAP_FAILED;
   pid_t pid;
   if (share_memory) {
@@ -323,6 +349,7 @@ int run_session(const SessionSpec& spec, int watch_fd) {
     pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
     if (pid == 0) init_entry(&args);
   }
+  cpus.restore();
   if (pid < 0) throw SysError("clone session namespaces");
   // With memory of its own, pid 1 does not need ours dumpable (see below).
   if (!share_memory) ::prctl(PR_SET_DUMPABLE, 0);

@@ -30,15 +30,6 @@ void map_self(uid_t inside_uid, uid_t outside_uid, gid_t inside_gid, gid_t outsi
 
 }  // namespace
 
-void enter_user_namespace_as_root(int extra_flags) {
-  uid_t uid = ::geteuid();
-  gid_t gid = ::getegid();
-  if (::unshare(CLONE_NEWUSER | extra_flags) != 0) {
-    throw SysError("create a user namespace (are unprivileged user namespaces enabled? try: pw doctor)");
-  }
-  map_self(0, uid, 0, gid);
-}
-
 void enter_user_namespace_as(uid_t uid, gid_t gid) {
   uid_t outer_uid = ::geteuid();
   gid_t outer_gid = ::getegid();

@@ -19,6 +19,7 @@
 
 #include "util/error.hpp"
 #include "util/proctitle.hpp"
+#include "workspace/maker.hpp"
 #include "workspace/protocol.hpp"
 #include "workspace/runtime.hpp"
 #include "workspace/workspace.hpp"
@@ -102,25 +103,43 @@ void await_supervisor(const std::string& name, const Fd& ready) {
 
 }  // namespace
 
-Fd prestart_workspace(const std::string& name, const ProfileSpec* loaded) {
-  WorkspacePaths paths = workspace_paths(name);
+WorkspaceStart::WorkspaceStart() = default;
+WorkspaceStart::WorkspaceStart(WorkspaceStart&&) noexcept = default;
+WorkspaceStart& WorkspaceStart::operator=(WorkspaceStart&&) noexcept = default;
+WorkspaceStart::~WorkspaceStart() = default;
+
+WorkspaceStart prestart_workspace(const std::string& name, const ProfileSpec* loaded) {
+  const fs::path runtime = runtime_dir();
+  WorkspacePaths paths = workspace_paths_in(runtime, name);
   Fd lock(::open(paths.lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!lock) throw SysError("open " + paths.lock.string());
+  WorkspaceStart start;
   // Whoever holds the lock is (or is about to be) the live supervisor.
-  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return Fd();
-  return spawn_supervisor(name, lock.get(), loaded);
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return start;
+  if (loaded && WorkspaceMaker::usable(*loaded)) {
+    start.maker = WorkspaceMaker::begin(name, *loaded, runtime, std::move(lock));
+  } else {
+    start.ready = spawn_supervisor(name, lock.get(), loaded);
+  }
+  return start;
 }
 
-Joined join_workspace(const std::string& name, const std::string& summary, Fd starting) {
+Joined join_workspace(const std::string& name, const std::string& summary, WorkspaceStart starting) {
+  // Made beside us: no supervisor to wait for.
+  if (starting.maker) {
+    Joined j = starting.maker->finish(summary);
+    j.keep = std::shared_ptr<WorkspaceMaker>(std::move(starting.maker));
+    return j;
+  }
   WorkspacePaths paths = workspace_paths(name);
   // The ready pipe of a supervisor we started stays open until it has our hello (it goes
   // at our return): one that sees the pipe close with no session yet ends, its client gone.
-  Fd ready = std::move(starting);
+  Fd ready = std::move(starting.ready);
   if (ready) await_supervisor(name, ready);
   for (int attempt = 0; attempt < 200; ++attempt) {
-    if (Fd fresh = prestart_workspace(name)) {
-      await_supervisor(name, fresh);
-      ready = std::move(fresh);
+    if (WorkspaceStart fresh = prestart_workspace(name)) {
+      await_supervisor(name, fresh.ready);
+      ready = std::move(fresh.ready);
     }
     Fd conn = connect_own_socket(paths.sock);
     if (conn) {

@@ -47,6 +47,14 @@ Fd open_private_dir(const fs::path& dir) {
 
 void check_private_dir(const fs::path& dir) { open_private_dir(dir); }
 
+struct stat check_stage(const fs::path& stage) {
+  if (::mkdir(stage.c_str(), 0700) != 0 && errno != EEXIST) throw SysError("create " + stage.string());
+  Fd fd = open_private_dir(stage);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw SysError("stat " + stage.string());
+  return st;
+}
+
 Fd connect_own_socket(const fs::path& path) {
   Fd at(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!at) {
@@ -84,8 +92,9 @@ fs::path runtime_dir() {
   return dir;
 }
 
-WorkspacePaths workspace_paths(const std::string& name) {
-  fs::path dir = runtime_dir();
+WorkspacePaths workspace_paths(const std::string& name) { return workspace_paths_in(runtime_dir(), name); }
+
+WorkspacePaths workspace_paths_in(const fs::path& dir, const std::string& name) {
   return {dir / (name + ".sock"), dir / (name + ".vault.sock"), dir / (name + ".lock"), dir / (name + ".ws")};
 }
 

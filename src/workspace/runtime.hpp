@@ -2,6 +2,8 @@
 // to trust them: a 0700 dir owned by the user, reached without following symlinks.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <string>
 
@@ -27,6 +29,9 @@ struct WorkspacePaths {
   std::filesystem::path stage;  // staging dir; a tmpfs inside the workspace's namespace
 };
 WorkspacePaths workspace_paths(const std::string& name);
+// The same in a runtime dir found already (by a client, for a supervisor whose ids are
+// those of the workspace's user namespace, where runtime_dir() would name another).
+WorkspacePaths workspace_paths_in(const std::filesystem::path& dir, const std::string& name);
 
 // Verifies `dir` is a real directory owned by us with no group/other permissions.
 void check_private_dir(const std::filesystem::path& dir);
@@ -35,6 +40,11 @@ void check_private_dir(const std::filesystem::path& dir);
 // check_private_dir() checks on the inode it opened, so what was checked is what the fd
 // names. Throws Error (a symlink is named as such).
 Fd open_private_dir(const std::filesystem::path& dir);
+
+// A workspace's staging dir, created if missing and checked as a private dir on the inode
+// itself (never through a symlink). Returns its identity, which the namespace side checks
+// again before it mounts the workspace's tmpfs there (make_namespaces).
+struct stat check_stage(const std::filesystem::path& stage);
 
 // Connects (SOCK_SEQPACKET) to the unix socket at `path` if it is a socket of ours: a
 // symlink or anything else there is refused with an Error naming it, and the connection

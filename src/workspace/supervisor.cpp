@@ -26,9 +26,8 @@
 
 #include "net/process.hpp"
 #include "profile/loader.hpp"
-#include "sandbox/netns.hpp"
-#include "sandbox/userns.hpp"
 #include "util/error.hpp"
+#include "workspace/maker.hpp"
 #include "workspace/protocol.hpp"
 #include "workspace/runtime.hpp"
 #include "workspace/vault_host.hpp"
@@ -63,92 +62,6 @@ Fd listen_on(const fs::path& path) {
   return s;
 }
 
-// The staging dir as found on the host, checked on the inode itself (never through a
-// symlink). Returns its identity, which the namespace side checks again.
-struct stat make_stage(const fs::path& stage) {
-  if (::mkdir(stage.c_str(), 0700) != 0 && errno != EEXIST) throw SysError("create " + stage.string());
-  Fd fd = open_private_dir(stage);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw SysError("stat " + stage.string());
-  return st;
-}
-
-// Inside the workspace's mount namespace: a tmpfs over the staging dir, invisible to the
-// host, holding what the sessions share (/tmp, the agent home) and where each session
-// builds its root. Mounted by fd on the very dir make_stage() checked; returns the tmpfs
-// (its root), which clients use to verify the path they are given.
-Fd populate_stage(const fs::path& stage, const struct stat& checked) {
-  struct open_how how {};
-  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  Fd target(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, stage.c_str(), &how, sizeof how)));
-  struct stat st {};
-  if (!target || ::fstat(target.get(), &st) != 0 || st.st_dev != checked.st_dev ||
-      st.st_ino != checked.st_ino) {
-    throw Error(stage.string() + " changed while the workspace started (replaced, or a symlink); refusing it");
-  }
-  Fd ctx(::fsopen("tmpfs", FSOPEN_CLOEXEC));
-  if (!ctx || ::fsconfig(ctx.get(), FSCONFIG_SET_STRING, "mode", "0700", 0) != 0 ||
-      ::fsconfig(ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
-    throw SysError("create the workspace tmpfs");
-  }
-  Fd mnt(::fsmount(ctx.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
-  if (!mnt) throw SysError("mount the workspace tmpfs");
-  for (auto [sub, mode] : {std::pair{"tmp", 01777}, std::pair{"home", 0700}, std::pair{"root", 0755}}) {
-    if (::mkdirat(mnt.get(), sub, static_cast<mode_t>(mode)) != 0 ||
-        ::fchmodat(mnt.get(), sub, static_cast<mode_t>(mode), 0) != 0) {
-      throw SysError("create " + (stage / sub).string());
-    }
-  }
-  if (::move_mount(mnt.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
-    throw SysError("mount the workspace tmpfs on " + stage.string());
-  }
-  return mnt;
-}
-
-// The workspace's network namespace (every mode but "host"): loopback only, shared by its
-// sessions as they share /tmp, so a server started in one terminal answers on localhost in
-// another, and made once per workspace rather than at every session start. With the
-// allowlist, it also holds the proxy's listener on 127.0.0.1:3128.
-struct WorkspaceNet {
-  Fd ns;
-  Fd http;  // listening on 127.0.0.1:3128 inside it (allowlist mode), else empty
-};
-
-// Made by a child cloned into the new namespace that shares our memory and descriptor
-// table and runs while we wait (as with vfork): the supervisor itself stays in the host's
-// network namespace, where the proxy it forks later dials out, and pays no fork.
-WorkspaceNet make_workspace_net(bool proxy_listener) {
-  struct Job {
-    bool listen = false;
-    int ns = -1, http = -1;
-    std::string error;
-  } job;
-  job.listen = proxy_listener;
-  auto child = [](void* arg) -> int {
-    Job& j = *static_cast<Job*>(arg);
-    try {
-      bring_up_loopback();
-      if (j.listen) j.http = net::listen_loopback().release();
-      j.ns = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-      if (j.ns < 0) throw SysError("open the new network namespace");
-    } catch (const std::exception& e) {
-      j.error = e.what();
-    }
-    return 0;
-  };
-  constexpr std::size_t kStack = 64 * 1024;
-  std::unique_ptr<char[]> stack(new char[kStack]);  // not zero-filled: only what it uses faults in
-  const pid_t pid = ::clone(+child, stack.get() + kStack,
-                            CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET | SIGCHLD, &job);
-  if (pid < 0) throw SysError("create the workspace's network namespace");
-  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
-  WorkspaceNet net{Fd(job.ns), Fd(job.http)};
-  if (!job.error.empty()) throw Error("workspace network namespace: " + job.error);
-  return net;
-}
-
 std::string ps_reply(const std::string& name, long started, const std::map<int, Client>& clients,
                      const VaultHost& vault) {
   std::ostringstream out;
@@ -176,10 +89,14 @@ void report_failure(const Fd& ready, const std::string& name, const char* what) 
 }  // namespace
 
 int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const ProfileSpec* loaded,
-                    SupervisorPlacement placement) {
+                    SupervisorPlacement placement, MadeWorkspace* made) {
   Fd lock(lock_fd), ready(ready_fd), settled(placement.settled);
+  // Made by a client's helper (maker.cpp), we join the workspace's user namespace below:
+  // nothing of this process may be read through ptrace or /proc by other processes of the
+  // user, and no core dump, from the start.
+  if (made) ::prctl(PR_SET_DUMPABLE, 0);
   ::fcntl(lock.get(), F_SETFD, FD_CLOEXEC);
-  ::fcntl(ready.get(), F_SETFD, FD_CLOEXEC);
+  if (ready) ::fcntl(ready.get(), F_SETFD, FD_CLOEXEC);
   if (settled) ::fcntl(settled.get(), F_SETFD, FD_CLOEXEC);
   ::setsid();  // off the client's terminal: its Ctrl-C and hangup are not ours
   // A client gone before we are ready must not kill us at the write to the ready pipe: we
@@ -189,10 +106,13 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
   Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   ::dup2(devnull.get(), 0);
   ::dup2(devnull.get(), 1);
+  // Made: nobody reads our errors (the client runs its session already); they end us.
+  if (made) ::dup2(devnull.get(), 2);
 
   long started = static_cast<long>(::time(nullptr));
-  WorkspacePaths paths = workspace_paths(name);
-  Fd listener, vault_listener, userns, mntns, stage_root;
+  // Made: the runtime dir the client found and checked.
+  WorkspacePaths paths = made ? workspace_paths_in(made->runtime, name) : workspace_paths(name);
+  Fd listener, vault_listener, userns, mntns, stage_root, netns, http;
   // The vault's settings are read once, as the user, before entering the namespace.
   fs::path cipherdir;
   // The network proxy (allowlist and ssh-agent forward modes): forked below, as the user in
@@ -201,16 +121,17 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
   net::ProxyProcess proxy;
   std::optional<net::ProxyProcessConfig> proxy_config;
   NetMode net_mode = NetMode::Host;
-  WorkspaceNet net;
   try {
     // The client's copy, read in place: a copy cost 0.3 ms of our start-up (each page it
     // writes is a copy-on-write fault after the fork).
     std::optional<ProfileSpec> read;
     if (!loaded) read = load_profile(name);
     const ProfileSpec& spec = loaded ? *loaded : *read;
-    net_mode = spec.net;
-    if (spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
-    if (spec.net == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {
+    // Made: the namespaces are what the client's profile asked for, and sessions mount no
+    // vault (WorkspaceMaker::usable), whatever the file says now.
+    net_mode = made ? made->net_mode : spec.net;
+    if (!made && spec.vault && spec.posture == Posture::Human) cipherdir = spec.vault->cipherdir;
+    if (net_mode == NetMode::Allowlist || spec.ssh_agent == SshAgentMode::Forward) {
       proxy_config = net::proxy_config(spec);  // a bad entry is reported to the client
     }
   } catch (const std::exception& e) {
@@ -219,21 +140,34 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
   }
   VaultHost vault(name, cipherdir, paths.stage / "vault");
   try {
-    const struct stat stage_st = make_stage(paths.stage);
-    enter_user_namespace_as_root(CLONE_NEWNS);
-    // Mount events flow from the host into the workspace, never back.
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) throw SysError("make mounts slave");
-    stage_root = populate_stage(paths.stage, stage_st);
-    if (vault.configured()) vault.prepare();
-    if (net_mode != NetMode::Host) net = make_workspace_net(net_mode == NetMode::Allowlist);
-    // After the id maps are written: nothing of this process may be read through ptrace or
-    // /proc by other processes of the user, and no core dump.
-    ::prctl(PR_SET_DUMPABLE, 0);
+    if (made) {
+      // Exec'd from the host's user namespace (maker.cpp), we join the workspace's now.
+      if (::setns(made->userns.get(), CLONE_NEWUSER) != 0) throw SysError("join the workspace's user namespace");
+      if (::setns(made->mntns.get(), CLONE_NEWNS) != 0) throw SysError("join the workspace's mount namespace");
+      userns = std::move(made->userns);
+      mntns = std::move(made->mntns);
+      stage_root = std::move(made->stage_root);
+      netns = std::move(made->netns);
+      http = std::move(made->http);
+    } else {
+      NsRequest req;
+      req.prepare(paths.stage, check_stage(paths.stage));
+      req.net = net_mode != NetMode::Host;
+      req.http = net_mode == NetMode::Allowlist;
+      const bool ok = make_namespaces(req);
+      userns.reset(req.userns);
+      mntns.reset(req.mntns);
+      stage_root.reset(req.stage_root);
+      netns.reset(req.netns);
+      http.reset(req.http_fd);
+      if (!ok) req.throw_failure("");
+      if (vault.configured()) vault.prepare();
+      // After the id maps are written: nothing of this process may be read through ptrace
+      // or /proc by other processes of the user.
+      ::prctl(PR_SET_DUMPABLE, 0);
+    }
     struct rlimit no_core = {0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
-    userns.reset(::open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC));
-    mntns.reset(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
-    if (!userns || !mntns) throw SysError("open namespace files");
     listener = listen_on(paths.sock);
     if (vault.configured()) vault_listener = listen_on(paths.vault_sock);
     // Our client kept us off its CPU for the start; it has closed `settled` by now (right
@@ -254,30 +188,63 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
   struct stat sock_st {}, vault_sock_st {};
   ::lstat(paths.sock.c_str(), &sock_st);
   if (vault_listener) ::lstat(paths.vault_sock.c_str(), &vault_sock_st);
-  // The ready pipe stays open until the first session: the client that started us closes
-  // it when it leaves, having joined or not. Not joined means its own checks refused the
-  // profile (or it was killed), and a workspace built from a refused profile must not wait
-  // out the idle timeout for someone to join it. Gone already: we end now.
-  const bool client_left = ::write(ready.get(), "1", 1) != 1;
-  ::dup2(devnull.get(), 2);
+
+  std::map<int, Client> clients;
+  bool had_session = false;
+  // Made: the client that made us runs its session already, registered by the hello it
+  // left on its socket. It sent that after it moved us off its CPU (maker.cpp), so our
+  // mask goes back to its own only now. No hello: it is gone, and so are we.
+  bool client_left = false;
+  if (made) {
+    const struct timeval hello_wait = {1, 0};
+    ::setsockopt(made->starter.get(), SOL_SOCKET, SO_RCVTIMEO, &hello_wait, sizeof hello_wait);
+    std::string hello, word, kind;
+    int version = 0;
+    try {
+      if (!proto::recv(made->starter.get(), hello)) hello.clear();
+    } catch (const std::exception&) {
+      hello.clear();
+    }
+    std::istringstream in(hello);
+    in >> word >> version >> kind;
+    if (word == "hello" && version == proto::kVersion && kind == "session") {
+      Client c;
+      c.is_session = true;
+      c.info.pid = proto::peer_pid(made->starter.get());
+      c.info.started = started;
+      std::getline(in >> std::ws, c.info.summary);
+      const int fd = made->starter.get();
+      c.fd = std::move(made->starter);
+      clients.emplace(fd, std::move(c));
+      had_session = true;
+    } else {
+      client_left = true;
+    }
+    if (made->restore_cpus) ::sched_setaffinity(0, sizeof made->cpus, &made->cpus);
+  } else {
+    // The ready pipe stays open until the first session: the client that started us
+    // closes it when it leaves, having joined or not. Not joined means its own checks
+    // refused the profile (or it was killed), and a workspace built from a refused profile
+    // must not wait out the idle timeout for someone to join it. Gone already: we end now.
+    client_left = ::write(ready.get(), "1", 1) != 1;
+    ::dup2(devnull.get(), 2);
+  }
   // Forked only now: it must not hold the client's stderr open. Without its proxy the
   // workspace ends before any session: they fail to reach us rather than run without it.
   bool failed = false;
   if (proxy_config && !client_left) {
     try {
       proxy = net::start_proxy_process(*proxy_config);
-      if (net.http) {
+      if (http) {
         // The workspace's one listener: lives as long as the proxy (no lifeline).
-        net::send_listener(proxy.control.get(), net::ListenerKind::Http, net.http.get());
-        net.http.reset();
+        net::send_listener(proxy.control.get(), net::ListenerKind::Http, http.get());
+        http.reset();
       }
     } catch (const std::exception&) {
       failed = true;
     }
   }
 
-  std::map<int, Client> clients;
-  bool had_session = false;
   while (!client_left && !failed) {
     std::vector<struct pollfd> fds;
     fds.push_back({listener.get(), POLLIN, 0});
@@ -371,7 +338,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
             // a namespace follows the three fixed fds unless h) and whether the vault anchor
             // follows (1 or 0). The client refuses a mode its profile no longer has.
             std::vector<int> give = {userns.get(), mntns.get(), stage_root.get()};
-            if (net.ns) give.push_back(net.ns.get());
+            if (netns) give.push_back(netns.get());
             if (vault.anchor_fd() >= 0) give.push_back(vault.anchor_fd());
             proto::send(conn.get(),
                         std::string("ok ") + proto::net_code(net_mode) + (vault.anchor_fd() >= 0 ? " 1 " : " 0 ") +

@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,18 +24,36 @@ struct Joined {
   Fd vault_anchor;              // O_PATH fd of the vault anchor, when the profile has a vault
   Fd netns;                     // the workspace's network namespace, unless the mode is "host"
   NetMode net_mode = NetMode::Host;  // the network mode it was made with
+  // The helper that made the workspace (maker.hpp): it reads its command line from our
+  // memory until its exec, so it is kept, not waited for, while the session starts.
+  std::shared_ptr<void> keep;
 };
 
-// Starts the supervisor of `name` if none runs, without waiting for it: returns its
-// readiness pipe (to hand to join_workspace), or an empty Fd if one already runs. Lets the
-// caller plan its session while the supervisor sets itself up. The supervisor ends, without
-// waiting for anyone else, if the pipe closes before a session joins. `loaded`: the profile
-// the caller has just loaded, which the (forked) supervisor then uses instead of reading it.
-Fd prestart_workspace(const std::string& name, const ProfileSpec* loaded = nullptr);
+class WorkspaceMaker;  // maker.hpp
+
+// A workspace being started by this client: a forked supervisor's readiness pipe, or the
+// helper making its namespaces (maker.hpp); neither when one runs already.
+struct WorkspaceStart {
+  Fd ready;
+  std::unique_ptr<WorkspaceMaker> maker;
+
+  WorkspaceStart();
+  WorkspaceStart(WorkspaceStart&&) noexcept;
+  WorkspaceStart& operator=(WorkspaceStart&&) noexcept;
+  ~WorkspaceStart();
+  explicit operator bool() const { return ready || maker; }
+};
+
+// Starts the workspace of `name` if none runs, without waiting for it, so that the caller
+// plans its session meanwhile: with the profile it has just loaded (`loaded`), a helper
+// makes the namespaces beside it and becomes the supervisor (maker.hpp); without, or where
+// that cannot be used, a supervisor is forked, which the join then awaits. A forked
+// supervisor ends, without waiting for anyone else, if the client leaves before joining.
+WorkspaceStart prestart_workspace(const std::string& name, const ProfileSpec* loaded = nullptr);
 
 // Connects to the workspace of profile `name`, starting its supervisor if none runs.
 // `summary` describes the session for `pw ps`; `starting` is prestart_workspace()'s result.
-Joined join_workspace(const std::string& name, const std::string& summary, Fd starting = Fd());
+Joined join_workspace(const std::string& name, const std::string& summary, WorkspaceStart starting = {});
 
 // Enters the joined workspace's namespaces (the calling process must be single-threaded)
 // and verifies that its staging dir path leads, without symlinks, to the supervisor's tmpfs.
@@ -70,8 +89,21 @@ struct SupervisorPlacement {
   const cpu_set_t* cpus = nullptr;
 };
 
-// The supervisor's main (the hidden `pw __supervise NAME LOCKFD READYFD`).
+// What a supervisor exec'd by a client's workspace helper is handed (maker.hpp): the
+// workspace's namespaces, made already, and the registration socket of that client, whose
+// session runs already; the network mode they were made for; the client's CPU mask.
+struct MadeWorkspace {
+  Fd starter;
+  Fd userns, mntns, stage_root, netns, http;
+  NetMode net_mode = NetMode::Host;
+  cpu_set_t cpus;
+  bool restore_cpus = false;
+  std::filesystem::path runtime;  // the client's runtime dir
+};
+
+// The supervisor's main (the hidden `pw __supervise NAME LOCKFD READYFD`, or `pw
+// __supervise NAME made NET CPUS RUNDIR` with the descriptors of MadeWorkspace from 3 on).
 int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const ProfileSpec* loaded = nullptr,
-                    SupervisorPlacement placement = {});
+                    SupervisorPlacement placement = {}, MadeWorkspace* made = nullptr);
 
 }  // namespace pw

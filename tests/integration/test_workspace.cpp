@@ -62,6 +62,7 @@ TEST_CASE("a second session joins the workspace; ps lists both; last exit ends i
   REQUIRE(it::wait_for([&] { return fs::exists(flag); }, 10000));
   // Session 2, from "another terminal": sees session 1's /tmp.
   auto r = w.pw({"demo-llm", "--", "/bin/cat", "/tmp/" + tag});
+  INFO(r.err);
   CHECK(r.rc == 0);
   CHECK(r.out == "shared\n");
   // ... which another workspace (the human posture of the same project) does not.
@@ -140,7 +141,8 @@ Running start_sleeper(const World& w, const std::string& what) {
                            "touch " + flag.string() + "; " + r.tag + "; echo after"},
                           w.env);
   REQUIRE(it::wait_for([&] { return fs::exists(flag); }, 10000));
-  r.sup = supervisor_pid(w, "demo");
+  // (The session may run before its supervisor does: see workspace/maker.hpp.)
+  REQUIRE(it::wait_for([&] { return (r.sup = supervisor_pid(w, "demo")) != 0; }, 10000));
   REQUIRE(alive(r.sup));
   return r;
 }
@@ -222,6 +224,41 @@ TEST_CASE("a supervisor runs on the CPUs its starter may use", "[workspace]") {
     REQUIRE(::waitpid(client, &st, 0) == client);
     REQUIRE(it::wait_for([&] { return supervisor_pid(w, "demo-llm") == 0; }, 10000));
   }
+}
+
+TEST_CASE("the user's other processes cannot reach a workspace through its pw processes",
+          "[workspace]") {
+  // The supervisor and the client hold the workspace's namespaces (as root there) and its
+  // staging tmpfs. Both are non-dumpable and own their memory from the host's user
+  // namespace, so a process of the same user outside gets nothing through /proc: not the
+  // namespaces (to setns into), not the session's /tmp through their root.
+  auto& w = World::get();
+  const std::string tag = "reach-" + std::to_string(::getpid());
+  fs::path flag = w.project / (tag + ".ready");
+  pid_t client = it::spawn_bg({PW_BIN, "demo-llm", "--", "/bin/sh", "-c",
+                               "echo secret > /tmp/" + tag + "; touch " + flag.string() + "; sleep 28." +
+                                   std::to_string(::getpid())},
+                              bg_env(w));
+  REQUIRE(it::wait_for([&] { return fs::exists(flag); }, 10000));
+  pid_t sup = 0;
+  REQUIRE(it::wait_for([&] { return (sup = supervisor_pid(w, "demo-llm")) != 0; }, 10000));
+  const std::string stage_tmp = (w.runtime / "pw" / "demo-llm.ws" / "tmp" / tag).relative_path().string();
+  for (pid_t p : {sup, client}) {
+    INFO("pid " << p);
+    const std::string proc = "/proc/" + std::to_string(p);
+    for (const char* ns : {"user", "mnt", "net"}) {
+      errno = 0;
+      CHECK(::open((proc + "/ns/" + ns).c_str(), O_RDONLY | O_CLOEXEC) < 0);
+      CHECK(errno == EACCES);
+    }
+    errno = 0;
+    CHECK(::open((proc + "/root/" + stage_tmp).c_str(), O_RDONLY | O_CLOEXEC) < 0);
+    CHECK(errno == EACCES);
+  }
+  ::kill(client, SIGTERM);
+  int st;
+  REQUIRE(::waitpid(client, &st, 0) == client);
+  CHECK(it::wait_for([&] { return supervisor_pid(w, "demo-llm") == 0; }, 10000));
 }
 
 TEST_CASE("kill -9 of any pw process leaves no sandboxed process and no mount", "[workspace]") {
