@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Start-and-exit cost of a sandbox: `pw demo-llm -- /bin/true` against its peers, all in one
 # invocation on the same machine, reported as ratios (lower is better for pw/peer time).
-#   pw cold  no workspace running: starts the supervisor each time (what one-off commands pay)
+#   pw cold  no workspace running: makes the workspace each time (what one-off commands
+#            pay; one over within 10 ms starts no supervisor, see docs/design.md)
 #   pw warm  a session of the workspace is already open (what a second terminal pays)
+#   pw cold 30 ms / bwrap 30 ms  the same with `sleep 0.03` for a command: the supervisor
+#            starts while it runs (the difference of the two is what pw's start costs then)
 #   bwrap    bubblewrap given the same view as demo-llm (tmpfs root, system dirs ro, private
 #            home, project rw, new pid/ipc/uts/net namespaces)
 #   firejail firejail --noprofile with a private home and no network
@@ -31,6 +34,7 @@ bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
   --symlink usr/lib /lib --symlink usr/lib64 /lib64 --ro-bind /etc /etc --ro-bind /opt /opt \
   --ro-bind /sys /sys --proc /proc --dev /dev --tmpfs /tmp --tmpfs $HOME \
   --bind $proj $proj --remount-ro / --chdir $proj /bin/true"
+bwrap_long="${bwrap_cmd% /bin/true} /bin/sleep 0.03"
 firejail_cmd="firejail --quiet --noprofile --private --net=none --nosound /bin/true"
 
 # The warm case: a second workspace (same template, same dir) keeps a session open, so
@@ -55,7 +59,9 @@ for r in $(seq "$rounds"); do
     -n "pw warm" "$pw warm-llm -- /bin/true" \
     -n "bwrap" "$bwrap_cmd" \
     -n "firejail" "$firejail_cmd" \
-    -n "unshare" "unshare -Urmpf /bin/true" >/dev/null
+    -n "unshare" "unshare -Urmpf /bin/true" \
+    -n "pw cold 30 ms" "$pw demo-llm -- /bin/sleep 0.03" \
+    -n "bwrap 30 ms" "$bwrap_long" >/dev/null
 done
 kill $warm_pid
 
@@ -72,6 +78,10 @@ print(f"|---|---|---|---|")
 for name in ["pw cold", "pw warm", "bwrap", "firejail", "unshare"]:
     t = times[name]
     print(f"| {name} | {med[name]*1e3:.2f} | {statistics.mean(t)*1e3:.2f} ± {statistics.stdev(t)*1e3:.2f} | {med[name]/bw:.2f}× |")
+print()
+long_pw, long_bw = med["pw cold 30 ms"], med["bwrap 30 ms"]
+print(f"With a 30 ms command (the supervisor starts while it runs): pw cold {long_pw*1e3:.2f} ms, "
+      f"bwrap {long_bw*1e3:.2f} ms, difference {(long_pw - long_bw)*1e3:+.2f} ms.")
 print()
 print(f"kernel {platform.release()}, {len(times['bwrap'])} runs per command in {len(sys.argv) - 1} rounds")
 PY

@@ -306,8 +306,8 @@ int helper_entry(void* p) {
   // The supervisor is not needed before someone else wants to join, and a session that is
   // over in a few milliseconds (a one-off command) never needs one: we wait, and give the
   // session's start the machine. A supervisor starting beside it (the exec, the loader,
-  // the profile) slowed it by more than the supervisor's own start-up on the other CPU: the
-  // pivot_root and the unmounts of a session's start wait for every busy CPU (RCU).
+  // the profile) slowed it by more than the supervisor's own start-up on the other CPU
+  // (docs/benchmarks.md; likely the RCU grace periods its pivot_root and unmounts wait for).
   sys(SYS_close, go_w);  // the copy in our own table: EOF must mean the client's is gone
   struct pollfd gone = {go_r, POLLIN, 0};
   struct timespec wait = {0, kSupervisorDelayMs * 1000000L};
