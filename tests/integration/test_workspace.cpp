@@ -71,6 +71,9 @@ TEST_CASE("a second session joins the workspace; ps lists both; last exit ends i
   auto ps = w.pw({"ps"});
   CHECK(ps.out.find("demo-llm  supervisor pid") != std::string::npos);
   CHECK(ps.out.find(tag) != std::string::npos);
+  // The session that started the workspace is registered as its client's (maker.cpp hands
+  // the supervisor that client's socket).
+  CHECK(ps.out.find("pid " + std::to_string(s1) + " ") != std::string::npos);
   pid_t sup = supervisor_pid(w, "demo-llm");
   CHECK(alive(sup));
   CHECK_FALSE(host_has_mount_under(w.runtime));
