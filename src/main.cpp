@@ -1,4 +1,5 @@
 // pw: per-project workspaces with a human and an agent posture.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -163,6 +164,9 @@ int supervise_made(const std::string& name, const std::string& net, const std::s
   made.stage_root.reset(7);
   if (made.net_mode != NetMode::Host) made.netns.reset(8);
   if (made.net_mode == NetMode::Allowlist) made.http.reset(9);
+  for (const Fd* fd : {&made.starter, &made.userns, &made.mntns, &made.stage_root, &made.netns, &made.http}) {
+    if (*fd) ::fcntl(fd->get(), F_SETFD, FD_CLOEXEC);  // for nothing we start (the proxy)
+  }
   CPU_ZERO(&made.cpus);
   if (cpus != "-") {
     std::istringstream in(cpus);

@@ -272,7 +272,11 @@ int run_profile(const std::string& name, const std::vector<std::string>& cmd, bo
                 "\", but its profile now says \"" + to_string(spec.net) +
                 "\": end its sessions (pw ps) to start it afresh with the new settings");
   }
-  if (ws.netns) ss.net_fd = ws.netns.get();
+  if (ws.netns) {
+    ss.net_fd = ws.netns.get();
+  } else if (ws.net_mode != NetMode::Host) {
+    throw Error("workspace " + name + " handed over no network namespace; refusing to run on the host's network");
+  }
   // Cloned here, in the workspace's mount namespace, where the anchor lives; the session
   // attaches the clone in its own namespace.
   Fd vault_tree;

@@ -326,15 +326,17 @@ int run_session(const SessionSpec& spec, int watch_fd) {
   // where the scheduler finds the least load, and behind a workspace's new supervisor
   // (starting on our other CPU, see workspace/maker.hpp) pid 1 waited 1-2 ms to run.
   StartCpus cpus;
-  if (::sched_getaffinity(0, sizeof cpus.all, &cpus.all) == 0 && CPU_COUNT(&cpus.all) > 1) {
-    const int here = ::sched_getcpu();
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    if (here >= 0 && here < CPU_SETSIZE && CPU_ISSET(here, &cpus.all)) {
-      CPU_SET(here, &one);
-      cpus.pinned = ::sched_setaffinity(0, sizeof one, &one) == 0;
+  auto pin = [&cpus] {  // just before the clone: nothing may throw between it and the restore
+    if (::sched_getaffinity(0, sizeof cpus.all, &cpus.all) == 0 && CPU_COUNT(&cpus.all) > 1) {
+      const int here = ::sched_getcpu();
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      if (here >= 0 && here < CPU_SETSIZE && CPU_ISSET(here, &cpus.all)) {
+        CPU_SET(here, &one);
+        cpus.pinned = ::sched_setaffinity(0, sizeof one, &one) == 0;
+      }
     }
-  }
+  };
   InitArgs args{&spec, err_w.get(), life_r.get(), err_r.get(), life_w.get(), watch_fd, old_mask, &cpus};
   void* stack = MAP_FAILED;
   pid_t pid;
@@ -343,9 +345,11 @@ int run_session(const SessionSpec& spec, int watch_fd) {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (stack == MAP_FAILED) throw SysError("map the session init's stack");
     ::mprotect(stack, 4096, PROT_NONE);
+    pin();
     pid = ::clone(init_entry, static_cast<char*>(stack) + kInitStack, static_cast<int>(flags | CLONE_VM), &args);
   } else {
     // Raw clone with no new stack behaves like fork().
+    pin();
     pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
     if (pid == 0) init_entry(&args);
   }
@@ -391,9 +395,15 @@ int run_session(const SessionSpec& spec, int watch_fd) {
       if (::read(sigfd.get(), &si, sizeof si) == sizeof si) ::kill(pid, static_cast<int>(si.ssi_signo));
     }
     if (watch_fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
-      char c;
-      ssize_t k = ::recv(watch_fd, &c, 1, MSG_DONTWAIT);
-      if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      // The supervisor says nothing after its answer but why the workspace ends, if it can.
+      char msg[1024];
+      const ssize_t k = ::recv(watch_fd, msg, sizeof msg, MSG_DONTWAIT);
+      const std::string_view said(msg, k > 0 ? static_cast<std::size_t>(k) : 0);
+      if (said.starts_with("error ")) {
+        std::fputs(("pw: " + out::printable(std::string(said.substr(6))) + "; ending the session\n").c_str(), stderr);
+        ::kill(pid, SIGKILL);
+        watch_fd = -1;
+      } else if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
         std::fputs("pw: the workspace supervisor went away; ending the session\n", stderr);
         ::kill(pid, SIGKILL);
         watch_fd = -1;

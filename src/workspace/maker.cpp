@@ -64,8 +64,13 @@ long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, lon
   return x0;
 }
 #else
+// Elsewhere the helper is not used (WorkspaceMaker::usable), and make_namespaces runs only
+// in a forked supervisor's own process, where the C library's errno is its own.
 constexpr bool kRawSyscalls = false;
-long sys(long, long = 0, long = 0, long = 0, long = 0, long = 0, long = 0) { return -ENOSYS; }
+long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
+  const long r = ::syscall(n, a, b, c, d, e, f);
+  return r < 0 ? -errno : r;
+}
 #endif
 
 template <typename T>
@@ -183,13 +188,17 @@ bool make_namespaces(NsRequest& r) noexcept {
     sys(SYS_close, target);
     return fail(kStageChanged, 0);
   }
+  auto fail_closing = [&](const char* step, long e) {
+    sys(SYS_close, target);
+    return fail(step, e);
+  };
   const long ctx = sys(SYS_fsopen, arg("tmpfs"), FSOPEN_CLOEXEC);
-  if (ctx < 0) return fail("create the workspace tmpfs", ctx);
+  if (ctx < 0) return fail_closing("create the workspace tmpfs", ctx);
   rc = sys(SYS_fsconfig, ctx, FSCONFIG_SET_STRING, arg("mode"), arg("0700"), 0);
   if (rc == 0) rc = sys(SYS_fsconfig, ctx, FSCONFIG_CMD_CREATE, 0, 0, 0);
   const long mnt = rc < 0 ? rc : sys(SYS_fsmount, ctx, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
   sys(SYS_close, ctx);
-  if (mnt < 0) return fail("create the workspace tmpfs", mnt);
+  if (mnt < 0) return fail_closing("create the workspace tmpfs", mnt);
   r.stage_root = static_cast<int>(mnt);
   static constexpr struct {
     const char* name;
@@ -198,7 +207,7 @@ bool make_namespaces(NsRequest& r) noexcept {
   for (const auto& d : kDirs) {
     rc = sys(SYS_mkdirat, mnt, arg(d.name), d.mode);
     if (rc == 0) rc = sys(SYS_fchmodat, mnt, arg(d.name), d.mode, 0);  // past the umask
-    if (rc < 0) return fail("create the workspace tmpfs's dirs", rc);
+    if (rc < 0) return fail_closing("create the workspace tmpfs's dirs", rc);
   }
   rc = sys(SYS_move_mount, mnt, arg(""), target, arg(""), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
   sys(SYS_close, target);
@@ -209,9 +218,15 @@ bool make_namespaces(NsRequest& r) noexcept {
     alignas(16) char stack[16 * 1024];
     const pid_t pid = ::clone(net_child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET | SIGCHLD, &r);
     if (pid < 0) return fail("create the workspace's network namespace", -EAGAIN);
-    while (sys(SYS_wait4, pid, 0, __WALL, 0) == -EINTR) {
+    int status = 0;
+    while (sys(SYS_wait4, pid, arg(&status), __WALL, 0) == -EINTR) {
     }
     if (r.failed) return false;
+    // A child killed on the way made nothing: fail closed, never a session on the host's
+    // network for want of a namespace.
+    if (!WIFEXITED(status) || r.netns < 0 || (r.http && r.http_fd < 0)) {
+      return fail("make the workspace's network namespace (its maker was killed)", -ECHILD);
+    }
   }
   const long user = sys(SYS_openat, AT_FDCWD, arg("/proc/self/ns/user"), O_RDONLY | O_CLOEXEC);
   if (user < 0) return fail("open the user namespace", user);
@@ -246,6 +261,7 @@ struct WorkspaceMaker::Shared {
   std::vector<char*> envp;  // our environment's strings, in an array the helper alone reads
   Fd lock_fd, conn_ours, conn_theirs, made_r, made_w_fd, done_r, done_w_fd, go_r_fd, go_w_fd;
   Fd pidfd;  // the helper's
+  pid_t pid = -1;
   void* stack = MAP_FAILED;
   cpu_set_t cpus;
   bool placed = false;
@@ -318,7 +334,7 @@ int helper_entry(void* p) {
   }
   int high[8];
   for (int i = 0; i < n; ++i) {
-    const long h = sys(SYS_fcntl, from[i], F_DUPFD, 64);
+    const long h = sys(SYS_fcntl, from[i], F_DUPFD, 3 + n);
     if (h < 0) sys(SYS_exit, 1);
     high[i] = static_cast<int>(h);
   }
@@ -396,6 +412,8 @@ std::unique_ptr<WorkspaceMaker> WorkspaceMaker::begin(const std::string& name, c
   std::fflush(nullptr);
   const pid_t pid = ::clone(helper_entry, static_cast<char*>(s.stack) + kHelperStack, CLONE_VM | CLONE_FILES | SIGCHLD, &s);
   if (pid < 0) throw SysError("start the workspace helper");
+  m->started_ = true;
+  s.pid = pid;
   s.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   // A new task is queued on its parent's CPU, where it would wait for us to block (see
   // spawn_supervisor in client.cpp): it starts on our other CPUs, and the supervisor it
@@ -458,19 +476,33 @@ Joined WorkspaceMaker::finish(const std::string& summary) {
 
 WorkspaceMaker::~WorkspaceMaker() {
   if (!shared_) return;
-  // The helper reads its command line from our memory until its exec: nothing of it is
-  // freed before then.
-  await_made();
-  shared_->go_w_fd.reset();  // tells the helper we are gone: no supervisor for nobody
-  char byte;
-  while (::read(shared_->done_r.get(), &byte, 1) < 0 && errno == EINTR) {
-  }
-  if (!handed_over_) {
-    for (int fd : {shared_->ns.userns, shared_->ns.mntns, shared_->ns.stage_root, shared_->ns.netns, shared_->ns.http_fd}) {
-      if (fd >= 0) ::close(fd);
+  Shared& s = *shared_;
+  if (started_) {
+    // The helper reads its command line from our memory until its exec: nothing of it is
+    // freed before then. Told we are gone, it exits rather than exec the supervisor.
+    await_made();
+    s.go_w_fd.reset();
+    if (made_ == 1) {
+      // Its own table holds `done_w`: EOF once it has exec'd or exited.
+      char byte;
+      while (::read(s.done_r.get(), &byte, 1) < 0 && errno == EINTR) {
+      }
+    } else if (s.pidfd) {
+      // It failed in our table: only its end says it is off its stack.
+      struct pollfd end = {s.pidfd.get(), POLLIN, 0};
+      while (::poll(&end, 1, -1) < 0 && errno == EINTR) {
+      }
+    } else {
+      while (::waitpid(s.pid, nullptr, __WALL) < 0 && errno == EINTR) {
+      }
+    }
+    if (!handed_over_) {
+      for (int fd : {s.ns.userns, s.ns.mntns, s.ns.stage_root, s.ns.netns, s.ns.http_fd}) {
+        if (fd >= 0) ::close(fd);
+      }
     }
   }
-  if (shared_->stack != MAP_FAILED) ::munmap(shared_->stack, kHelperStack);
+  if (s.stack != MAP_FAILED) ::munmap(s.stack, kHelperStack);
 }
 
 }  // namespace pw

@@ -34,6 +34,10 @@ namespace pw {
 // home/ and root/ in it and, if asked, makes a network namespace owned by the new user
 // namespace with lo up (and the proxy's listener in it) while itself staying in the host's.
 struct NsRequest {
+  NsRequest() = default;
+  NsRequest(const NsRequest&) = delete;  // `stage` points into `stage_path`
+  NsRequest& operator=(const NsRequest&) = delete;
+
   // What to make; prepare() fills these.
   std::string stage_path;
   const char* stage = nullptr;
@@ -82,6 +86,7 @@ class WorkspaceMaker {
   std::unique_ptr<Shared> shared_;
   int made_ = -1;
   bool handed_over_ = false;  // the namespaces' descriptors are the Joined's
+  bool started_ = false;      // the helper was cloned
 };
 
 }  // namespace pw

@@ -44,6 +44,7 @@ struct Client {
   Fd fd;
   SessionInfo info;
   bool is_session = false;
+  bool awaiting_hello = false;  // the session that made the workspace, not yet named
 };
 
 Fd listen_on(const fs::path& path) {
@@ -83,6 +84,20 @@ std::string ps_reply(const std::string& name, long started, const std::map<int, 
 void report_failure(const Fd& ready, const std::string& name, const char* what) {
   const std::string msg = "workspace " + name + ": " + what;
   if (::write(ready.get(), msg.data(), msg.size()) < 0) {
+  }
+}
+
+// A failure that ends the workspace, to its sessions ("error ..."): run_session prints it
+// as it ends the session, instead of only seeing us go.
+void tell(int fd, const std::string& name, const std::string& what) {
+  // Unread messages first (the starter's hello): a unix socket closed with some would
+  // reset the peer's, which then sees ECONNRESET instead of our message.
+  char unread[4096];
+  while (::recv(fd, unread, sizeof unread, MSG_DONTWAIT) > 0) {
+  }
+  try {
+    proto::send(fd, "error workspace " + name + ": " + what);
+  } catch (const std::exception&) {
   }
 }
 
@@ -136,6 +151,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
     }
   } catch (const std::exception& e) {
     report_failure(ready, name, e.what());
+    if (made) tell(made->starter.get(), name, e.what());
     return 1;
   }
   VaultHost vault(name, cipherdir, paths.stage / "vault");
@@ -183,6 +199,7 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
   } catch (const std::exception& e) {
     if (listener) ::unlink(paths.sock.c_str());  // bound just now: ours
     report_failure(ready, name, e.what());
+    if (made) tell(made->starter.get(), name, e.what());
     return 1;
   }
   struct stat sock_st {}, vault_sock_st {};
@@ -191,36 +208,21 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
 
   std::map<int, Client> clients;
   bool had_session = false;
-  // Made: the client that made us runs its session already, registered by the hello it
-  // left on its socket. It sent that after it moved us off its CPU (maker.cpp), so our
-  // mask goes back to its own only now. No hello: it is gone, and so are we.
+  // Made: the client that made us runs its session (or is about to) and counts as one from
+  // the start; the hello it left on its socket names it. It sent that after moving us off
+  // its CPU (maker.cpp): our mask goes back to its own only then, and the proxy, which
+  // inherits it, starts only then. A client gone before its hello ends the workspace.
   bool client_left = false;
   if (made) {
-    const struct timeval hello_wait = {1, 0};
-    ::setsockopt(made->starter.get(), SOL_SOCKET, SO_RCVTIMEO, &hello_wait, sizeof hello_wait);
-    std::string hello, word, kind;
-    int version = 0;
-    try {
-      if (!proto::recv(made->starter.get(), hello)) hello.clear();
-    } catch (const std::exception&) {
-      hello.clear();
-    }
-    std::istringstream in(hello);
-    in >> word >> version >> kind;
-    if (word == "hello" && version == proto::kVersion && kind == "session") {
-      Client c;
-      c.is_session = true;
-      c.info.pid = proto::peer_pid(made->starter.get());
-      c.info.started = started;
-      std::getline(in >> std::ws, c.info.summary);
-      const int fd = made->starter.get();
-      c.fd = std::move(made->starter);
-      clients.emplace(fd, std::move(c));
-      had_session = true;
-    } else {
-      client_left = true;
-    }
-    if (made->restore_cpus) ::sched_setaffinity(0, sizeof made->cpus, &made->cpus);
+    Client c;
+    c.is_session = true;
+    c.awaiting_hello = true;
+    c.info.pid = proto::peer_pid(made->starter.get());
+    c.info.started = started;
+    const int fd = made->starter.get();
+    c.fd = std::move(made->starter);
+    clients.emplace(fd, std::move(c));
+    had_session = true;
   } else {
     // The ready pipe stays open until the first session: the client that started us
     // closes it when it leaves, having joined or not. Not joined means its own checks
@@ -230,9 +232,11 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
     ::dup2(devnull.get(), 2);
   }
   // Forked only now: it must not hold the client's stderr open. Without its proxy the
-  // workspace ends before any session: they fail to reach us rather than run without it.
+  // workspace ends: its sessions are told why (made) or fail to reach us, rather than run
+  // without it.
   bool failed = false;
-  if (proxy_config && !client_left) {
+  auto start_proxy = [&] {
+    if (!proxy_config) return;
     try {
       proxy = net::start_proxy_process(*proxy_config);
       if (http) {
@@ -240,10 +244,14 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
         net::send_listener(proxy.control.get(), net::ListenerKind::Http, http.get());
         http.reset();
       }
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       failed = true;
+      for (const auto& [fd, c] : clients) {
+        if (c.is_session) tell(fd, name, std::string("the network proxy did not start: ") + e.what());
+      }
     }
-  }
+  };
+  if (!made && !client_left) start_proxy();
 
   while (!client_left && !failed) {
     std::vector<struct pollfd> fds;
@@ -288,6 +296,21 @@ int supervisor_main(const std::string& name, int lock_fd, int ready_fd, const Pr
       }
       if (!alive) {
         clients.erase(fds[i].fd);
+        continue;
+      }
+      if (c.awaiting_hello) {
+        std::istringstream in(msg);
+        std::string word, kind;
+        int version = 0;
+        in >> word >> version >> kind;
+        if (word != "hello" || version != proto::kVersion || kind != "session") {
+          clients.erase(fds[i].fd);
+          continue;
+        }
+        c.awaiting_hello = false;
+        std::getline(in >> std::ws, c.info.summary);
+        if (made->restore_cpus) ::sched_setaffinity(0, sizeof made->cpus, &made->cpus);
+        start_proxy();
         continue;
       }
       // A session's ssh-agent socket for the proxy, sent by its pid 1. It lives as long as

@@ -404,6 +404,46 @@ TEST_CASE("a peer that connects and says nothing holds no one up", "[workspace]"
   ::waitpid(held, &st, 0);
 }
 
+TEST_CASE("a staging dir open to others is refused at once, and holds nothing up", "[workspace]") {
+  // Checked by the client before the helper that makes the workspace starts: an error,
+  // not a client waiting forever on a helper that never ran, with the workspace lock.
+  auto& w = World::get();
+  fs::path stage = w.runtime / "pw" / "demo-llm.ws";
+  fs::create_directories(stage);
+  ::chmod(stage.parent_path().c_str(), 0700);
+  ::chmod(stage.c_str(), 0755);
+  auto r = it::run({PW_BIN, "demo-llm", "--", "/bin/true"}, w.env, "", 20);
+  ::chmod(stage.c_str(), 0700);
+  CHECK(r.rc == 1);
+  CHECK(r.err.find("accessible to other users") != std::string::npos);
+  auto again = w.pw({"demo-llm", "--", "/bin/true"});
+  INFO(again.err);
+  CHECK(again.rc == 0);
+}
+
+TEST_CASE("a workspace whose supervisor cannot start says why", "[workspace]") {
+  // A runtime dir so deep that the control socket's path does not fit a unix address: the
+  // supervisor fails after the session started (or, forked, before it), and the session's
+  // client reports its reason rather than only that it went away.
+  auto& w = World::get();
+  fs::path deep = w.home / "run-deep";
+  std::string part(40, 'd');
+  for (int i = 0; i < 3; ++i) deep /= part;
+  fs::create_directories(deep);
+  for (fs::path p = deep; p != w.home; p = p.parent_path()) ::chmod(p.c_str(), 0700);
+  std::vector<std::string> env;
+  for (const auto& e : w.env) {
+    if (e.rfind("XDG_RUNTIME_DIR=", 0) != 0) env.push_back(e);
+  }
+  env.push_back("XDG_RUNTIME_DIR=" + deep.string());
+  auto r = it::run({PW_BIN, "demo-llm", "--", "/bin/sh", "-c", "sleep 0.5; echo ran-to-the-end"}, env, "", 20);
+  CHECK(r.rc != 0);
+  CHECK(r.out.find("ran-to-the-end") == std::string::npos);
+  INFO(r.err);
+  CHECK(r.err.find("socket path too long") != std::string::npos);
+  CHECK(it::pids_with("__supervise demo-llm made").empty());
+}
+
 TEST_CASE("a runtime dir open to others is refused", "[workspace]") {
   auto& w = World::get();
   fs::path dir = w.runtime / "pw";
