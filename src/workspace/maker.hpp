@@ -1,14 +1,16 @@
 // A cold start's workspace, made beside the client instead of by a supervisor it waits for.
 //
 // The client that takes a workspace's lock starts a helper that shares its memory and
-// descriptor table (clone with CLONE_VM | CLONE_FILES, on a stack of its own) and makes
-// the workspace's namespaces while the client plans its session: the user namespace
-// mapped to root, the mount namespace with the staging tmpfs, the network namespace. The
-// descriptors land in the client's table; the helper then executes the supervisor
-// (`pw __supervise NAME made ...`) inside those namespaces, handing it the lock and the
-// other end of the client's registration socket. The client enters the namespaces and
-// starts its session without waiting for the supervisor, which registers it when it reads
-// the hello the client left on that socket.
+// descriptor table (clone with CLONE_VM | CLONE_FILES, on a stack of its own) and, in a
+// vfork'd child of its own, makes the workspace's namespaces while the client plans its
+// session: the user namespace mapped to root, the mount namespace with the staging tmpfs,
+// the network namespace. The descriptors land in the client's table. The client enters
+// the namespaces and starts its session without waiting for any supervisor; it leaves a
+// hello on its registration socket. The helper waits 10 ms, then executes the supervisor
+// (`pw __supervise NAME made ...`) from the host's user namespace, handing it the lock, the
+// namespaces and the other end of that socket; the supervisor joins the namespaces and
+// registers the session by its hello. If the client is gone by then, the helper just
+// exits: nobody holds the workspace, and nobody could have joined it.
 //
 // Not used (the supervisor is forked and awaited instead, see client.cpp) for a profile
 // whose vault the sessions mount, in sanitizer builds, and on architectures without the
