@@ -43,20 +43,12 @@ Fd spawn_supervisor(const std::string& name, int lock_fd, const ProfileSpec* loa
   Fd ready_r(ready[0]), ready_w(ready[1]);
   if (::pipe2(settled, O_CLOEXEC) != 0) throw SysError("pipe");
   Fd settled_r(settled[0]), settled_w(settled[1]);
-  // A forked child is queued on its parent's CPU, and there it waited (1-2 ms on the
-  // machines measured, a cold start's longest wait) for us to block or for the balancer to
-  // move it, with the other CPUs idle. So we move it to the others ourselves, right after
-  // the fork; it takes back our mask (a `taskset` of the user's stays in force) once it
-  // sees `settled` close, which we do only after the move, so the two cannot cross.
-  cpu_set_t cpus, elsewhere;
+  // Started elsewhere than our CPU (start_elsewhere), it takes back our mask (a `taskset`
+  // of the user's stays in force) once it sees `settled` close, which we do only after the
+  // move, so the two cannot cross.
+  cpu_set_t cpus;
   CPU_ZERO(&cpus);
-  bool place = false;
-  if (::sched_getaffinity(0, sizeof cpus, &cpus) == 0) {
-    elsewhere = cpus;
-    const int here = ::sched_getcpu();
-    if (here >= 0 && here < CPU_SETSIZE) CPU_CLR(here, &elsewhere);
-    place = CPU_COUNT(&elsewhere) > 0 && !CPU_EQUAL(&elsewhere, &cpus);
-  }
+  const bool have_mask = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0;
   const std::string title = "pw __supervise " + name;
   std::fflush(nullptr);  // nothing buffered is written twice
   const pid_t pid = ::fork();
@@ -78,8 +70,7 @@ Fd spawn_supervisor(const std::string& name, int lock_fd, const ProfileSpec* loa
       _exit(1);
     }
   }
-  // Best effort: a failure leaves it where the kernel put it.
-  if (place) ::sched_setaffinity(pid, sizeof elsewhere, &elsewhere);
+  if (have_mask) start_elsewhere(pid, cpus);
   settled_w.reset();
   return ready_r;
 }

@@ -250,21 +250,18 @@ void NsRequest::prepare(const std::filesystem::path& stage_dir, const struct sta
 struct WorkspaceMaker::Shared {
   std::string name;
   NsRequest ns;
-  int lock = -1;       // the workspace lock (ours until the supervisor has it)
-  int conn = -1;       // the supervisor's end of the registration socket
-  int made_w = -1;     // the helper writes a byte here when the namespaces are made (or not)
-  int done_w = -1;     // close-on-exec, held by the helper alone: EOF once it has exec'd
-  int go_r = -1;       // EOF when the client is gone (its end, `go_w`, is never written)
-  int go_w = -1;
+  Fd lock;         // the workspace lock (ours until the supervisor has it)
+  Fd conn_ours;    // our end of the registration socket
+  Fd conn_theirs;  // the supervisor's end
+  Fd made_r, made_w;  // the helper writes a byte when the namespaces are made (or not)
+  Fd done_r, done_w;  // close-on-exec, then held by the helper alone: EOF once it has exec'd
+  Fd go_r, go_w;      // EOF when the client is gone (`go_w` is never written)
   std::vector<std::string> argv_text;
   std::vector<char*> argv;
   std::vector<char*> envp;  // our environment's strings, in an array the helper alone reads
-  Fd lock_fd, conn_ours, conn_theirs, made_r, made_w_fd, done_r, done_w_fd, go_r_fd, go_w_fd;
-  Fd pidfd;  // the helper's
+  Fd pidfd;                 // the helper's
   pid_t pid = -1;
   void* stack = MAP_FAILED;
-  cpu_set_t cpus;
-  bool placed = false;
 };
 
 namespace {
@@ -279,7 +276,7 @@ int ns_child(void* p) {
 
 // The helper: makes the namespaces, tells the client, becomes the supervisor. Everything
 // it needs of `s` after telling the client is read before: the client takes the
-// descriptors over from there.
+// descriptors over (and closes its own) from there.
 int helper_entry(void* p) {
   auto& s = *static_cast<WorkspaceMaker::Shared*>(p);
   // Off the client's terminal at once: a Ctrl-C or a hangup there is not ours.
@@ -310,14 +307,15 @@ int helper_entry(void* p) {
   // namespace and (allowlist) the proxy's listener; then `done_w`, closed by the exec.
   int from[8];
   int n = 0;
-  for (int fd : {s.lock, s.conn, s.ns.userns, s.ns.mntns, s.ns.stage_root, s.ns.netns, s.ns.http_fd, s.done_w}) {
+  for (int fd : {s.lock.get(), s.conn_theirs.get(), s.ns.userns, s.ns.mntns, s.ns.stage_root, s.ns.netns,
+                 s.ns.http_fd, s.done_w.get()}) {
     if (fd >= 0) from[n++] = fd;
   }
-  const int go_r = s.go_r, go_w = s.go_w;
+  const int go_r = s.go_r.get(), go_w = s.go_w.get();
   char* const* const argv = s.argv.data();
   char* const* const envp = s.envp.data();
   const char byte = made ? '1' : '0';
-  sys(SYS_write, s.made_w, arg(&byte), 1);
+  sys(SYS_write, s.made_w.get(), arg(&byte), 1);
   if (!made) sys(SYS_exit, 1);
   // The supervisor is not needed before someone else wants to join, and a session that is
   // over in a few milliseconds (a one-off command) never needs one: we wait, and give the
@@ -366,34 +364,25 @@ std::unique_ptr<WorkspaceMaker> WorkspaceMaker::begin(const std::string& name, c
   s.ns.prepare(paths.stage, check_stage(paths.stage));
   s.ns.net = spec.net != NetMode::Host;
   s.ns.http = spec.net == NetMode::Allowlist;
-  s.lock_fd = std::move(lock);
-  s.lock = s.lock_fd.get();
+  s.lock = std::move(lock);
   int sp[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) throw SysError("socketpair");
   s.conn_ours.reset(sp[0]);
   s.conn_theirs.reset(sp[1]);
-  s.conn = sp[1];
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw SysError("pipe");
-  s.made_r.reset(p[0]);
-  s.made_w_fd.reset(p[1]);
-  s.made_w = p[1];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw SysError("pipe");
-  s.go_r_fd.reset(p[0]);
-  s.go_w_fd.reset(p[1]);
-  s.go_r = p[0];
-  s.go_w = p[1];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw SysError("pipe");
-  s.done_r.reset(p[0]);
-  s.done_w_fd.reset(p[1]);
-  s.done_w = p[1];
-  // The supervisor restores our CPU mask (see below), given as hex words.
-  CPU_ZERO(&s.cpus);
-  const bool have_mask = ::sched_getaffinity(0, sizeof s.cpus, &s.cpus) == 0;
+  for (auto [r, w] : {std::pair{&s.made_r, &s.made_w}, std::pair{&s.go_r, &s.go_w}, std::pair{&s.done_r, &s.done_w}}) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw SysError("pipe");
+    r->reset(p[0]);
+    w->reset(p[1]);
+  }
+  // The supervisor restores our CPU mask (see below), given as a list ("0,1").
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const bool have_mask = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0;
   std::string mask;
   if (have_mask) {
     for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-      if (!CPU_ISSET(cpu, &s.cpus)) continue;
+      if (!CPU_ISSET(cpu, &cpus)) continue;
       if (!mask.empty()) mask += ',';
       mask += std::to_string(cpu);
     }
@@ -415,17 +404,8 @@ std::unique_ptr<WorkspaceMaker> WorkspaceMaker::begin(const std::string& name, c
   m->started_ = true;
   s.pid = pid;
   s.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  // A new task is queued on its parent's CPU, where it would wait for us to block (see
-  // spawn_supervisor in client.cpp): it starts on our other CPUs, and the supervisor it
-  // becomes takes back our mask once it has our hello, which we send after this.
-  if (have_mask) {
-    cpu_set_t elsewhere = s.cpus;
-    const int here = ::sched_getcpu();
-    if (here >= 0 && here < CPU_SETSIZE) CPU_CLR(here, &elsewhere);
-    if (CPU_COUNT(&elsewhere) > 0 && !CPU_EQUAL(&elsewhere, &s.cpus)) {
-      ::sched_setaffinity(pid, sizeof elsewhere, &elsewhere);
-    }
-  }
+  // The supervisor it becomes takes back our mask once it has our hello, sent after this.
+  if (have_mask) start_elsewhere(pid, cpus);
   return m;
 }
 
@@ -446,7 +426,7 @@ bool WorkspaceMaker::await_made() {
     made_ = n == 1 && byte == '1';
     // The helper's own descriptor table holds `done_w` now (or it is gone): ours goes, so
     // that EOF on `done_r` means it has exec'd or exited.
-    s.done_w_fd.reset();
+    s.done_w.reset();
   }
   return made_ == 1;
 }
@@ -469,7 +449,7 @@ Joined WorkspaceMaker::finish(const std::string& summary) {
   handed_over_ = true;
   j.net_mode = s.ns.http ? NetMode::Allowlist : (s.ns.net ? NetMode::None : NetMode::Host);
   // The lock and the registration socket's other end are the supervisor's now.
-  s.lock_fd.reset();
+  s.lock.reset();
   s.conn_theirs.reset();
   return j;
 }
@@ -481,7 +461,7 @@ WorkspaceMaker::~WorkspaceMaker() {
     // The helper reads its command line from our memory until its exec: nothing of it is
     // freed before then. Told we are gone, it exits rather than exec the supervisor.
     await_made();
-    s.go_w_fd.reset();
+    s.go_w.reset();
     if (made_ == 1) {
       // Its own table holds `done_w`: EOF once it has exec'd or exited.
       char byte;

@@ -92,6 +92,13 @@ fs::path runtime_dir() {
   return dir;
 }
 
+void start_elsewhere(pid_t pid, const cpu_set_t& mine) {
+  cpu_set_t elsewhere = mine;
+  const int here = ::sched_getcpu();
+  if (here >= 0 && here < CPU_SETSIZE) CPU_CLR(here, &elsewhere);
+  if (CPU_COUNT(&elsewhere) > 0 && !CPU_EQUAL(&elsewhere, &mine)) ::sched_setaffinity(pid, sizeof elsewhere, &elsewhere);
+}
+
 WorkspacePaths workspace_paths(const std::string& name) { return workspace_paths_in(runtime_dir(), name); }
 
 WorkspacePaths workspace_paths_in(const fs::path& dir, const std::string& name) {
