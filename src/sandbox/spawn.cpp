@@ -26,6 +26,7 @@
 #include "util/error.hpp"
 #include "util/fd.hpp"
 #include "util/output.hpp"
+#include "util/sanitizer.hpp"
 #include "workspace/protocol.hpp"
 
 extern char** environ;
@@ -309,19 +310,8 @@ int run_session(const SessionSpec& spec, int watch_fd) {
   // and do nothing but wait on the error pipe until pid 1 closes it; by then pid 1 is done
   // with the heap and the globals (it only makes system calls, on its own stack, from
   // there on). Its memory is ours, so it gets no more than the copy fork() gave it.
-  // The sanitizer runtimes keep per-thread state that a second process on the same memory
-  // would confuse: that build copies the memory as fork() does.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  constexpr bool share_memory = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-  constexpr bool share_memory = false;  // clang says so this way
-#else
-  constexpr bool share_memory = true;
-#endif
-#else
-  constexpr bool share_memory = true;
-#endif
+  // A sanitizer build copies the memory as fork() does (util/sanitizer.hpp).
+  constexpr bool share_memory = !kSanitizerBuild;
   // pid 1 starts on our CPU, which is free as soon as we wait below: a new task is queued
   // where the scheduler finds the least load, and behind a workspace's new supervisor
   // (starting on our other CPU, see workspace/maker.hpp) pid 1 waited 1-2 ms to run.

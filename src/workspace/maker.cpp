@@ -25,6 +25,7 @@
 
 #include "net/process.hpp"
 #include "util/error.hpp"
+#include "util/sanitizer.hpp"
 #include "workspace/protocol.hpp"
 #include "workspace/runtime.hpp"
 
@@ -77,20 +78,6 @@ template <typename T>
 long arg(T v) {
   return (long)v;  // NOLINT: pointers and ints alike, as the kernel takes them
 }
-
-// The sanitizer runtimes keep per-thread state a second process on the same memory would
-// confuse (as for the session's pid 1 in spawn.cpp).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 long write_file(const char* path, const char* text) {
   const long fd = sys(SYS_openat, AT_FDCWD, arg(path), O_WRONLY | O_CLOEXEC);
@@ -351,7 +338,7 @@ bool WorkspaceMaker::usable(const ProfileSpec& spec) {
   // A vault the sessions mount needs its anchor in the mount namespace before the first
   // session: the supervisor makes it, and the client waits for that.
   const bool vault = spec.vault && spec.posture == Posture::Human;
-  return kRawSyscalls && !kSanitized && !vault;
+  return kRawSyscalls && !kSanitizerBuild && !vault;
 }
 
 std::unique_ptr<WorkspaceMaker> WorkspaceMaker::begin(const std::string& name, const ProfileSpec& spec,
