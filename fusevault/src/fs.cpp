@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -1141,6 +1142,13 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
     edge_idx[nedge++] = i;
   }
   const Sealer sealer(*this, of, count);
+  // Blocks are laid out contiguously; only the last one may be short.
+  const std::size_t last_len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - last * kBlockSize));
+  // Each part is written as soon as it is sealed, by the thread that sealed it, so one
+  // part's write overlaps another's sealing. The first error is kept and thrown once every
+  // part is done (fn must not throw); blocks already written then are as after a crash in
+  // the middle of a write: the range fails authentication, never reads wrong data.
+  std::atomic<int> werr{0};
   parallel(count, [&](std::size_t b, std::size_t e) {
     for (std::size_t k = b; k < e; k++) {
       const std::uint64_t i = first + k;
@@ -1156,11 +1164,18 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
       }
       sealer.seal(k, cbuf.data() + k * l.cipher_block(), src, blen, i, i == new_nb - 1);
     }
+    const std::size_t bytes = e == count ? (e - b - 1) * l.cipher_block() + last_len + l.overhead : (e - b) * l.cipher_block();
+    try {
+      pwrite_all(of.fd, cbuf.data() + b * l.cipher_block(), bytes, format::block_offset(first + b, l));
+    } catch (const FsError& x) {
+      int none = 0;
+      werr.compare_exchange_strong(none, x.err);
+    } catch (...) {
+      int none = 0;
+      werr.compare_exchange_strong(none, EIO);
+    }
   });
-  // Blocks are laid out contiguously; only the last one may be short.
-  const std::size_t last_len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - last * kBlockSize));
-  const std::size_t out = static_cast<std::size_t>((count - 1) * l.cipher_block() + last_len + l.overhead);
-  pwrite_all(of.fd, cbuf.data(), out, format::block_offset(first, l));
+  if (int e = werr.load()) fail(e);
   of.size = new_size;
   return n;
 }
