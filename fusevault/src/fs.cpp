@@ -66,7 +66,7 @@ struct Fs::Handle {
   std::shared_ptr<OpenFile> of;
 };
 
-// Spreads the block crypto of one large write over the CPUs (a file's writes are serialized,
+// Spreads the block crypto (and the pwrite) of one large write over the CPUs (a file's writes are serialized,
 // so this is the only way one stream's sealing reaches a third CPU; reads do without it,
 // see read_chunk). Threads are started on
 // first use (never before a daemonizing fork) and joined with the Fs. A request comes every
@@ -696,6 +696,50 @@ Fs::Entry Fs::mkdir(std::uint64_t parent, std::string_view name, mode_t mode) {
   return {n->ino, plain_stat(st, n)};
 }
 
+namespace {
+// Puts a file back as it was when a write or a growth that extends it fails part-way (the
+// disk full, the size limit reached). Extending a file re-seals its old last block without
+// the last-block flag, so a half-done extension would otherwise cost that block's data as
+// well as leave a tail that fails authentication. The old last block's ciphertext is kept
+// and written back as it was (the same bytes, so no nonce is used twice), and the file is
+// cut back to its old length. Blocks a failed write had already overwritten inside the old
+// length keep their new contents; each is whole and authentic either way.
+class Extension {
+public:
+  Extension(Fs::OpenFile& of, std::uint64_t new_end, const format::Layout& l)
+      : of_(of), size_(of.size), header_(of.has_header), l_(l) {
+    if (new_end <= size_ || of.corrupt) return;
+    active_ = true;
+    if (size_ == 0) return;
+    tail_off_ = format::block_offset(nblocks(size_) - 1, l);
+    tail_.resize(static_cast<std::size_t>(format::cipher_size(size_, l) - tail_off_));
+    pread_exact(of.fd, tail_.data(), tail_.size(), tail_off_);
+  }
+  // Called with the operation's error pending; never throws, so that error is the one
+  // reported. If putting back fails too, the tail is left to fail authentication (EIO).
+  void undo() noexcept {
+    if (!active_) return;
+    try {
+      if (!tail_.empty()) pwrite_all(of_.fd, tail_.data(), tail_.size(), tail_off_);
+      const std::uint64_t len = size_ > 0 ? format::cipher_size(size_, l_) : header_ ? format::kHeaderSize : 0;
+      if (::ftruncate(of_.fd, static_cast<off_t>(len)) != 0) return;
+      of_.size = size_;
+      of_.has_header = header_;
+    } catch (...) {
+    }
+  }
+
+private:
+  Fs::OpenFile& of_;
+  const std::uint64_t size_;
+  const bool header_;
+  const format::Layout& l_;
+  bool active_ = false;
+  std::uint64_t tail_off_ = 0;
+  std::vector<std::uint8_t> tail_;
+};
+}  // namespace
+
 void Fs::ensure_header(OpenFile& of) {
   if (of.has_header) return;
   crypto::random_bytes(of.id.data(), of.id.size());
@@ -1146,8 +1190,7 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
   const std::size_t last_len = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - last * kBlockSize));
   // Each part is written as soon as it is sealed, by the thread that sealed it, so one
   // part's write overlaps another's sealing. The first error is kept and thrown once every
-  // part is done (fn must not throw); blocks already written then are as after a crash in
-  // the middle of a write: the range fails authentication, never reads wrong data.
+  // part is done (fn must not throw); Fs::write then puts the file back (Extension).
   std::atomic<int> werr{0};
   parallel(count, [&](std::size_t b, std::size_t e) {
     for (std::size_t k = b; k < e; k++) {
@@ -1221,7 +1264,16 @@ void Fs::truncate(OpenFile& of, std::uint64_t newsize) {
   if (of.corrupt) fail(EIO);
   const std::uint64_t size = of.size;
   if (newsize == size) return;
-  if (newsize > size) return grow(of, newsize);
+  if (newsize > size) {
+    Extension ext(of, newsize, keys_->layout());
+    try {
+      grow(of, newsize);
+    } catch (...) {
+      ext.undo();
+      throw;
+    }
+    return;
+  }
   const std::uint64_t li = nblocks(newsize) - 1;
   const std::size_t blen = static_cast<std::size_t>(newsize - li * kBlockSize);
   std::uint8_t tmp[kBlockSize];
@@ -1288,13 +1340,19 @@ std::size_t Fs::write(std::uint64_t fh, std::uint64_t off, const char* data, std
   std::unique_lock l(of.mu);
   if (!of.writable) fail(EBADF);
   if (of.corrupt) fail(EIO);
+  Extension ext(of, off + size, keys_->layout());
   std::size_t done = 0;
-  while (done < size) {
-    const std::uint64_t o = off + done;
-    const std::size_t room = kChunkBlocks * kBlockSize - static_cast<std::size_t>(o % kBlockSize);
-    const std::size_t n = std::min(size - done, room);
-    write_chunk(of, o, reinterpret_cast<const std::uint8_t*>(data) + done, n);
-    done += n;
+  try {
+    while (done < size) {
+      const std::uint64_t o = off + done;
+      const std::size_t room = kChunkBlocks * kBlockSize - static_cast<std::size_t>(o % kBlockSize);
+      const std::size_t n = std::min(size - done, room);
+      write_chunk(of, o, reinterpret_cast<const std::uint8_t*>(data) + done, n);
+      done += n;
+    }
+  } catch (...) {
+    ext.undo();
+    throw;
   }
   return done;
 }

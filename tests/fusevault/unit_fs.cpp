@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -363,6 +364,66 @@ TEST_CASE("fs: many directories stay within the dir fd cache (RLIMIT_NOFILE resp
       CHECK(f.read_name(f.fs->lookup(Fs::kRoot, "wide" + std::to_string(i)).ino, "x") == "w" + std::to_string(i));
   }
   ::setrlimit(RLIMIT_NOFILE, &old);
+}
+
+// The disk refusing a write part-way (here the file size limit: EFBIG; a full disk gives
+// ENOSPC the same way) must not cost the data that was there. Extending a file re-seals its
+// old last block without the last-block flag, so before the file was put back this lost
+// the old last block (EIO) and left a tail of new blocks past the old size.
+TEST_CASE_METHOD(VaultFixture, "fs: a write or growth the disk refuses part-way leaves the file as it was",
+                 "[fs]") {
+  struct sigaction ign {}, old_sa{};
+  ign.sa_handler = SIG_IGN;
+  REQUIRE(::sigaction(SIGXFSZ, &ign, &old_sa) == 0);
+  rlimit old_lim{};
+  ::getrlimit(RLIMIT_FSIZE, &old_lim);
+  auto limit = [&](std::uint64_t bytes) {
+    rlimit r = old_lim;
+    r.rlim_cur = bytes;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &r) == 0);
+  };
+  const auto more = pattern(1 << 20, 99);
+  for (std::size_t n : {std::size_t{0}, std::size_t{5000}, std::size_t{8192}, std::size_t{300000}}) {
+    for (bool by_truncate : {false, true}) {
+      CAPTURE(n, by_truncate);
+      const std::string name = "f" + std::to_string(n) + (by_truncate ? "t" : "w");
+      const auto data = pattern(n, static_cast<std::uint32_t>(n));
+      const auto before = disk_entries();
+      auto ino = create(Fs::kRoot, name, data);
+      std::string disk;
+      for (auto& d : disk_entries())
+        if (std::find(before.begin(), before.end(), d) == before.end()) disk = dir.path + "/" + d;
+      REQUIRE(!disk.empty());
+      auto fh = fs->open(ino, O_RDWR);
+      limit(format::cipher_size(n, layout) + 200 * 1024);  // room for part of the extension
+      const int err = err_of([&] {
+        if (by_truncate) {
+          SetAttrRequest r;
+          r.set_size = true;
+          r.size = n + more.size();
+          fs->setattr(ino, fh, r);
+        } else {
+          fs->write(fh, n, more.data(), more.size());
+        }
+      });
+      limit(old_lim.rlim_cur);
+      CHECK(err == EFBIG);
+      CHECK(fs->getattr(ino).st_size == static_cast<off_t>(n));
+      struct stat st{};
+      REQUIRE(::stat(disk.c_str(), &st) == 0);
+      CHECK(static_cast<std::uint64_t>(st.st_size) <= std::max<std::uint64_t>(format::cipher_size(n, layout), format::kHeaderSize));
+      CHECK(read_all(ino) == data);
+      // The file goes on: the same extension succeeds once the disk takes it.
+      REQUIRE(fs->write(fh, n, more.data(), more.size()) == more.size());
+      fs->release(fh);
+      CHECK(read_all(ino) == data + more);
+    }
+  }
+  ::sigaction(SIGXFSZ, &old_sa, nullptr);
+  reopen();
+  for (std::size_t n : {std::size_t{0}, std::size_t{5000}, std::size_t{8192}, std::size_t{300000}})
+    for (const char* k : {"t", "w"})
+      CHECK(read_name(Fs::kRoot, "f" + std::to_string(n) + k) == pattern(n, static_cast<std::uint32_t>(n)) + more);
 }
 
 namespace {
