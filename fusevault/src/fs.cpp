@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <deque>
 #include <functional>
 #include <latch>
+#include <optional>
 #include <thread>
 #include <cstring>
 #include <utility>
@@ -66,9 +68,9 @@ struct Fs::Handle {
   std::shared_ptr<OpenFile> of;
 };
 
-// Spreads the block crypto (and the pwrite) of one large write over the CPUs (a file's writes are serialized,
-// so this is the only way one stream's sealing reaches a third CPU; reads do without it,
-// see read_chunk). Threads are started on
+// Spreads the block crypto (and the pwrite) of one large write made under its file's lock
+// over the CPUs: one that cannot be presealed (see Fs::preseal), or whose presealed blocks
+// were sealed again. Reads do without it (see read_chunk). Threads are started on
 // first use (never before a daemonizing fork) and joined with the Fs. A request comes every
 // 100 us or so while a file streams, and waking a sleeping thread costs tens of us on a
 // virtual machine, so an idle worker spins briefly before it sleeps, and the caller runs
@@ -205,8 +207,29 @@ void pwrite_all(int fd, const std::uint8_t* p, std::size_t n, std::uint64_t off)
   }
 }
 
+void pwritev_all(int fd, iovec* iov, int n, std::uint64_t off) {
+  while (n > 0) {
+    ssize_t r = ::pwritev(fd, iov, n, static_cast<off_t>(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail_errno();
+    }
+    off += static_cast<std::uint64_t>(r);
+    auto left = static_cast<std::size_t>(r);
+    while (n > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --n;
+    }
+    if (n > 0) {
+      iov->iov_base = static_cast<std::uint8_t*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+}
+
 std::vector<std::uint8_t>& tls_buf(int which) {
-  thread_local std::vector<std::uint8_t> bufs[3];
+  thread_local std::vector<std::uint8_t> bufs[4];
   return bufs[which];
 }
 
@@ -248,10 +271,11 @@ constexpr std::size_t kReadKeyCache = 16;
 // Seals the blocks of one write request. Version 1 draws all nonces with one call; version
 // 2 takes consecutive counters of the file's write session, so under one key no nonce is
 // ever used twice (a restored old copy of a file gets a new session, hence a new key).
-// seal() may run on several threads at once.
+// Made under the file's lock; seal() may then run on several threads at once, with or
+// without that lock.
 class Fs::Sealer {
 public:
-  Sealer(const Fs& fs, OpenFile& of, std::size_t count) : keys_(*fs.keys_), of_(of) {
+  Sealer(const Fs& fs, OpenFile& of, std::size_t count) : keys_(*fs.keys_), id_(of.id) {
     const format::Keys& keys = keys_;
     if (keys.layout().version == format::kFormatV1) {
       nonces_ = &tls_buf(1);
@@ -273,15 +297,15 @@ public:
   void seal(std::size_t k, std::uint8_t* out, const std::uint8_t* plain, std::size_t len, std::uint64_t idx,
             bool last) const {
     if (nonces_)
-      format::seal_block(out, plain, len, of_.id, idx, last, nonces_->data() + k * crypto::kNonceBytes,
+      format::seal_block(out, plain, len, id_, idx, last, nonces_->data() + k * crypto::kNonceBytes,
                          keys_.content());
     else
-      format::seal_block_v2(out, plain, len, of_.id, idx, last, *key_, base_ + k);
+      format::seal_block_v2(out, plain, len, id_, idx, last, *key_, base_ + k);
   }
 
 private:
   const format::Keys& keys_;
-  OpenFile& of_;
+  const format::FileId id_;  // a copy: a presealing thread seals without the file's lock
   std::vector<std::uint8_t>* nonces_ = nullptr;
   std::shared_ptr<const format::SessionKey> key_;  // the one its counters belong to
   std::uint64_t base_ = 0;
@@ -1223,6 +1247,109 @@ std::size_t Fs::write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t*
   return n;
 }
 
+// A large write's blocks that it covers whole, but for its last one, are sealed before the
+// file's lock is taken, so two writes the kernel has in flight to one file (its writeback
+// sends several) seal on two CPUs while their commits stay serialized. Such a block is
+// never the file's last after the write (the write's own last block follows it), whatever
+// other writes do meanwhile, so its last-block flag is known; its contents are the write's
+// alone, so no other write can change them; counters (or nonces) are reserved under the
+// lock. What the lock's holder decides at the commit, by the file as it is then: the
+// edges (a partial first block, the old last block an append re-flags, the write's last
+// block) and the size. A file emptied meanwhile has a new file id: the blocks are sealed
+// again under the lock.
+struct Fs::PreSealed {
+  std::uint64_t first = 0, count = 0;  // blocks [first, first + count)
+  format::FileId id{};
+  std::vector<std::uint8_t>* buf = nullptr;  // count sealed blocks, back to back
+};
+
+namespace {
+constexpr std::uint64_t kMinPreSealBlocks = 32;  // below 128 KiB sealing under the lock is as quick
+}
+
+bool Fs::preseal(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n, PreSealed& pre) {
+  if (n > kChunkBlocks * kBlockSize) return false;  // more than FUSE sends: the chunked path
+  const std::uint64_t end = off + n;
+  const std::uint64_t b0 = (off + kBlockSize - 1) / kBlockSize;
+  const std::uint64_t stop = (end - 1) / kBlockSize;  // the write's last block is an edge
+  if (stop < b0 + kMinPreSealBlocks) return false;
+  std::optional<Sealer> sealer;
+  {
+    std::unique_lock l(of.mu);
+    if (!of.writable || of.corrupt) return false;  // the locked path says why
+    ensure_header(of);
+    pre.id = of.id;
+    sealer.emplace(*this, of, static_cast<std::size_t>(stop - b0));
+  }
+  pre.first = b0;
+  pre.count = stop - b0;
+  const auto& l = keys_->layout();
+  pre.buf = &tls_buf(3);
+  pre.buf->resize(static_cast<std::size_t>(pre.count) * l.cipher_block());
+  std::uint8_t* out = pre.buf->data();
+  // In this thread, not spread over the crypto pool: the kernel's writeback sends several
+  // writes at once, each sealing in its own thread, and handing parts to the pool as well
+  // only added hand-offs (1 GiB through the writeback cache, 4 rounds: 1.50-1.54 s without
+  // the pool against 1.52-1.85 s with it, or with it for a write sealing alone).
+  for (std::uint64_t k = 0; k < pre.count; k++) {
+    const std::uint64_t i = b0 + k;
+    sealer->seal(static_cast<std::size_t>(k), out + k * l.cipher_block(), data + (i * kBlockSize - off), kBlockSize, i, false);
+  }
+  return true;
+}
+
+// The commit of a presealed write, under the file's lock: grows the file to the write's
+// offset if it is past the end, seals the edges around the presealed blocks (read-modify-
+// write where the write covers a block in part) and writes everything with one pwritev.
+void Fs::write_presealed(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n,
+                         const PreSealed& pre) {
+  std::uint64_t size = of.size;
+  if (off > size) {
+    grow(of, off);
+    size = off;
+  }
+  const std::uint64_t end = off + n;
+  const std::uint64_t new_size = std::max(size, end);
+  const std::uint64_t old_nb = nblocks(size), new_nb = nblocks(new_size);
+  std::uint64_t first = off / kBlockSize;
+  const std::uint64_t last = (end - 1) / kBlockSize;
+  if (old_nb > 0 && first == old_nb) first = old_nb - 1;  // the old last block loses its flag
+  const std::uint64_t pend = pre.first + pre.count;
+  // One block at most before the presealed ones (a partial first block, or the old last
+  // block when the write appends at a block boundary) and exactly one after (the write's last).
+  std::uint64_t edges[3];
+  int nedge = 0;
+  for (std::uint64_t i = first; i < pre.first; i++) edges[nedge++] = i;
+  for (std::uint64_t i = pend; i <= last; i++) edges[nedge++] = i;
+  const auto& l = keys_->layout();
+  std::uint8_t sealed[3][kBlockSize + format::kMaxBlockOverhead];
+  std::size_t sealed_len[3];
+  const Sealer sealer(*this, of, static_cast<std::size_t>(nedge));
+  for (int x = 0; x < nedge; x++) {
+    const std::uint64_t i = edges[x];
+    const std::uint64_t bstart = i * kBlockSize;
+    const std::size_t blen = static_cast<std::size_t>(std::min<std::uint64_t>(kBlockSize, new_size - bstart));
+    const std::uint64_t ws = std::max(off, bstart), we = std::min(end, bstart + blen);
+    std::uint8_t plain[kBlockSize];
+    const std::uint8_t* src = data + (ws - off);
+    if (ws != bstart || we != bstart + blen) {
+      load_block(of, i, size, plain);
+      if (we > ws) std::memcpy(plain + (ws - bstart), data + (ws - off), we - ws);
+      src = plain;
+    }
+    sealer.seal(static_cast<std::size_t>(x), sealed[x], src, blen, i, i == new_nb - 1);
+    sealed_len[x] = blen + l.overhead;
+  }
+  iovec iov[4];
+  int niov = 0;
+  int x = 0;
+  for (; x < nedge && edges[x] < pre.first; x++) iov[niov++] = {sealed[x], sealed_len[x]};
+  iov[niov++] = {pre.buf->data(), static_cast<std::size_t>(pre.count) * l.cipher_block()};
+  for (; x < nedge; x++) iov[niov++] = {sealed[x], sealed_len[x]};
+  pwritev_all(of.fd, iov, niov, format::block_offset(first, l));
+  of.size = new_size;
+}
+
 void Fs::grow(OpenFile& of, std::uint64_t newsize) {
   const std::uint64_t size = of.size;
   if (newsize <= size) return;
@@ -1337,12 +1464,20 @@ std::size_t Fs::read(std::uint64_t fh, std::uint64_t off, std::size_t size, char
 
 std::size_t Fs::write(std::uint64_t fh, std::uint64_t off, const char* data, std::size_t size) {
   auto& of = *reinterpret_cast<Handle*>(fh)->of;
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(data);
+  PreSealed pre;
+  bool presealed = size > 0 && preseal(of, off, bytes, size, pre);
   std::unique_lock l(of.mu);
   if (!of.writable) fail(EBADF);
   if (of.corrupt) fail(EIO);
+  if (presealed && (!of.has_header || of.id != pre.id)) presealed = false;  // emptied meanwhile
   Extension ext(of, off + size, keys_->layout());
   std::size_t done = 0;
   try {
+    if (presealed) {
+      write_presealed(of, off, bytes, size, pre);
+      return size;
+    }
     while (done < size) {
       const std::uint64_t o = off + done;
       const std::size_t room = kChunkBlocks * kBlockSize - static_cast<std::size_t>(o % kBlockSize);

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -122,6 +121,9 @@ private:
   void ensure_header(OpenFile& of);
   void load_block(OpenFile& of, std::uint64_t idx, std::uint64_t size, std::uint8_t* out);
   std::size_t write_chunk(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n);
+  struct PreSealed;
+  bool preseal(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n, PreSealed& pre);
+  void write_presealed(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n, const PreSealed& pre);
   std::size_t read_chunk(OpenFile& of, std::uint64_t off, std::size_t n, std::uint8_t* out);
   void grow(OpenFile& of, std::uint64_t newsize);
   void truncate(OpenFile& of, std::uint64_t newsize);
