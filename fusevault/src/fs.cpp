@@ -58,6 +58,10 @@ struct Fs::OpenFile {
   // Keys of sessions met while reading, most recently used first.
   std::mutex kmu;
   std::vector<std::shared_ptr<const format::SessionKey>> rkeys;
+  // Writes sealing outside the lock ([off, end) each; under mu), and their commits: a write
+  // past the end waits for the one that will extend the file up to it (see Fs::write).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> presealing;
+  std::condition_variable_any committed;
   ~OpenFile() {
     if (fd >= 0) ::close(fd);
   }
@@ -1265,6 +1269,7 @@ struct Fs::PreSealed {
 
 namespace {
 constexpr std::uint64_t kMinPreSealBlocks = 32;  // below 128 KiB sealing under the lock is as quick
+constexpr auto kGapWait = std::chrono::milliseconds(2);
 }
 
 bool Fs::preseal(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std::size_t n, PreSealed& pre) {
@@ -1273,20 +1278,22 @@ bool Fs::preseal(OpenFile& of, std::uint64_t off, const std::uint8_t* data, std:
   const std::uint64_t b0 = (off + kBlockSize - 1) / kBlockSize;
   const std::uint64_t stop = (end - 1) / kBlockSize;  // the write's last block is an edge
   if (stop < b0 + kMinPreSealBlocks) return false;
-  std::optional<Sealer> sealer;
-  {
-    std::unique_lock l(of.mu);
-    if (!of.writable || of.corrupt) return false;  // the locked path says why
-    ensure_header(of);
-    pre.id = of.id;
-    sealer.emplace(*this, of, static_cast<std::size_t>(stop - b0));
-  }
+  const auto& l = keys_->layout();
   pre.first = b0;
   pre.count = stop - b0;
-  const auto& l = keys_->layout();
   pre.buf = &tls_buf(3);
   pre.buf->resize(static_cast<std::size_t>(pre.count) * l.cipher_block());
   std::uint8_t* out = pre.buf->data();
+  std::optional<Sealer> sealer;
+  {
+    std::unique_lock lk(of.mu);
+    if (!of.writable || of.corrupt) return false;  // the locked path says why
+    ensure_header(of);
+    pre.id = of.id;
+    sealer.emplace(*this, of, static_cast<std::size_t>(pre.count));
+    of.presealing.emplace_back(off, end);  // last: from here on Fs::write takes it out again
+  }
+  of.committed.notify_all();  // a write past the end may be waiting for this one to show up
   // In this thread, not spread over the crypto pool: the kernel's writeback sends several
   // writes at once, each sealing in its own thread, and handing parts to the pool as well
   // only added hand-offs (1 GiB through the writeback cache, 4 rounds: 1.50-1.54 s without
@@ -1468,8 +1475,38 @@ std::size_t Fs::write(std::uint64_t fh, std::uint64_t off, const char* data, std
   PreSealed pre;
   bool presealed = size > 0 && preseal(of, off, bytes, size, pre);
   std::unique_lock l(of.mu);
+  // A presealed write leaves the list (and wakes who waits on it) when it is done, however.
+  struct Unlist {
+    OpenFile& of;
+    bool listed;
+    std::uint64_t off, end;
+    ~Unlist() {
+      if (!listed) return;
+      auto it = std::find(of.presealing.begin(), of.presealing.end(), std::pair{off, end});
+      if (it != of.presealing.end()) of.presealing.erase(it);
+      of.committed.notify_all();
+    }
+  } unlist{of, presealed, off, off + size};
   if (!of.writable) fail(EBADF);
   if (of.corrupt) fail(EIO);
+  // The writes the kernel's writeback sends at once reach this point in any order. One
+  // past the end would fill the gap with sealed zero blocks that the write before it then
+  // overwrites, sealing that megabyte twice (it happened to most of a streamed file's
+  // writes). It waits instead while a write still sealing covers the end: that write is
+  // not waiting itself (nothing lies between it and the end) and leaves the list however
+  // it ends, so the wait always ends. With none listed yet, it gives one on its way (the
+  // kernel sent it first) kGapWait to show up; a write that really leaves a hole pays that.
+  if (presealed) {
+    const auto deadline = std::chrono::steady_clock::now() + kGapWait;
+    while (off > of.size) {
+      const std::uint64_t at = of.size;
+      if (std::any_of(of.presealing.begin(), of.presealing.end(),
+                      [&](const auto& w) { return w.first <= at && at < w.second; }))
+        of.committed.wait(l);
+      else if (of.committed.wait_until(l, deadline) == std::cv_status::timeout)
+        break;
+    }
+  }
   if (presealed && (!of.has_header || of.id != pre.id)) presealed = false;  // emptied meanwhile
   Extension ext(of, off + size, keys_->layout());
   std::size_t done = 0;
