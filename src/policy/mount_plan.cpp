@@ -5,6 +5,7 @@
 #include <set>
 
 #include "util/error.hpp"
+#include "util/output.hpp"
 
 namespace fs = std::filesystem;
 
@@ -157,7 +158,7 @@ MountPlan plan_mounts(const ProfileSpec& spec, const PlanContext& ctx, const FsV
       if (access == Access::ReadOnly || access == Access::ReadWrite) {
         for (const auto& root : agent_writable) {
           if (at == root || !is_under(at, root)) continue;
-          throw Error(at.string() + " is a symlink (-> " + text + ") inside " + root.string() +
+          throw Error(out::one_line(at.string()) + " is a symlink (-> " + out::one_line(text) + ") inside " + root.string() +
                       ", on the way to " + raw.string() + " (" + why + "): an agent session can "
                       "write there, so pw does not follow it (it could lead this session to what "
                       "the profile hides); replace the link with what it points to, or remove it");

@@ -44,20 +44,54 @@ const char* code(Style s) {
 // Messages carry names from the filesystem (a link's target, a file name in the
 // project), which an agent session can choose: their control characters are shown as
 // \xNN rather than sent to the terminal (no escape sequence of theirs clears the screen,
-// retitles the window or fakes a line of pw's). Line breaks and tabs are pw's own.
-void append_printable(std::string& s, std::string_view text) {
+// retitles the window or fakes a line of pw's). Line breaks and tabs are pw's own, unless
+// `all`. C1 controls (U+0080..U+009F, ESC's 8-bit twins, 0xC2 0x80..0x9F in UTF-8) are
+// shown as their code point; a byte that does not belong to valid UTF-8 (a lone 0x9B is
+// CSI to a terminal reading 8-bit controls) is shown as itself.
+void append_printable(std::string& s, std::string_view text, bool all = false) {
   static const char hex[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    // C1 controls, U+0080..U+009F, are 0xC2 0x80..0x9F in UTF-8: ESC's 8-bit twins.
-    const bool c1 = c == 0xc2 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xe0) == 0x80;
-    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || c1) {
-      const auto b = c1 ? static_cast<unsigned char>(text[++i]) : c;
-      s += "\\x";
-      s += hex[b >> 4];
-      s += hex[b & 0xf];
+  auto shown = [&](unsigned char b) {
+    s += "\\x";
+    s += hex[b >> 4];
+    s += hex[b & 0xf];
+  };
+  auto byte = [&](std::size_t i) { return i < text.size() ? static_cast<unsigned char>(text[i]) : 0u; };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned c = byte(i);
+    if (c < 0x80) {
+      if ((c < 0x20 && (all || (c != '\n' && c != '\t'))) || c == 0x7f)
+        shown(static_cast<unsigned char>(c));
+      else
+        s += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // The length of a well-formed sequence led by c, and the range of its second byte
+    // (which rules out overlong forms and surrogates); 0 if c cannot lead one.
+    std::size_t len = 0;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      lo = c == 0xe0 ? 0xa0 : 0x80;
+      hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      lo = c == 0xf0 ? 0x90 : 0x80;
+      hi = c == 0xf4 ? 0x8f : 0xbf;
+    }
+    bool ok = len > 0 && byte(i + 1) >= lo && byte(i + 1) <= hi;
+    for (std::size_t k = 2; ok && k < len; ++k) ok = (byte(i + k) & 0xc0) == 0x80;
+    if (!ok) {
+      shown(static_cast<unsigned char>(c));
+      ++i;
+    } else if (c == 0xc2 && byte(i + 1) < 0xa0) {
+      shown(static_cast<unsigned char>(byte(i + 1)));
+      i += 2;
     } else {
-      s += static_cast<char>(c);
+      s.append(text.substr(i, len));
+      i += len;
     }
   }
 }
@@ -115,6 +149,12 @@ void warn(std::string_view text) {
 std::string printable(std::string_view text) {
   std::string s;
   append_printable(s, text);
+  return s;
+}
+
+std::string one_line(std::string_view text) {
+  std::string s;
+  append_printable(s, text, true);
   return s;
 }
 

@@ -38,6 +38,10 @@ void warn(std::string_view text);
 // `text` with its control characters (but line breaks and tabs) shown as \xNN, as every
 // line above prints it: for text that reaches the terminal some other way.
 std::string printable(std::string_view text);
+// `text` with line breaks and tabs shown as \xNN too: for a name an agent session can
+// choose (a link in the project and its target), put into a message, so that it cannot
+// start a line of its own there.
+std::string one_line(std::string_view text);
 
 void error(std::string_view text);
 

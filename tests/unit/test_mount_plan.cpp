@@ -301,6 +301,18 @@ TEST_CASE("a symlink inside the project on the way to a shown path refuses the p
   ProfileSpec h = base_spec(Posture::Human);
   h.readonly = {"creds/credentials"};
   CHECK_THROWS_WITH(plan_mounts(h, ctx(), f), Catch::Contains("/home/u/projects/proj/creds is a symlink"));
+  // The link's name and target are the agent's to choose: they cannot start a line of
+  // their own in the message (or carry a lone 8-bit CSI).
+  FakeFs n = world();
+  n.link("/home/u/projects/proj/creds", "/home/u/.aws\npw: all clear\x9b").file("/home/u/projects/proj/creds/credentials");
+  try {
+    plan_mounts(h, ctx(), n);
+    FAIL("the plan was accepted");
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    CHECK(what.find("creds is a symlink (-> /home/u/.aws\\x0apw: all clear\\x9b)") != std::string::npos);
+    CHECK(what.find('\n') == std::string::npos);
+  }
   // A link outside the writable places is followed as before (a whitelisted dotfile link).
   FakeFs g = world();
   g.dir("/home/u/dotfiles/nvim").link("/home/u/.config/nvim", "../dotfiles/nvim");
