@@ -569,6 +569,21 @@ ProfileSpec parse_profile(std::string_view text, const fs::path& file, const std
     if (is_under_or_equal(spec.dir, vs.mountpoint)) {
       r.fail(r.where("vault.mountpoint"), "vault.mountpoint",
              "must be a dir inside the project (or elsewhere), not the project dir or one of its parents");
+    } else if (!spec.dir.empty()) {
+      // Inside the project, only the name every agent session of the project guards: an
+      // agent's `rmdir` of another dir that is the vault's mountpoint in the human's
+      // namespace detaches the vault there, and a plain dir made in its place would take
+      // the human's next writes in plaintext (docs/design.md, "Guards stay where they are").
+      std::error_code ec3;
+      const fs::path real_mp = fs::weakly_canonical(vs.mountpoint, ec3);
+      const bool inside = is_under_or_equal(vs.mountpoint, spec.dir) ||
+                          (!ec2 && !ec3 && is_under_or_equal(real_mp, real_dir));
+      if (inside && vs.mountpoint != spec.dir / ".vault" && !(!ec2 && !ec3 && real_mp == real_dir / ".vault")) {
+        r.fail(r.where("vault.mountpoint"), "vault.mountpoint",
+               "inside the project it must be \".vault\", the one dir there that agent sessions of the "
+               "project guard (an agent could remove any other and catch what you write next); or "
+               "name a dir outside the project");
+      }
     }
     if (is_under_or_equal(vs.mountpoint, vs.cipherdir) || is_under_or_equal(vs.cipherdir, vs.mountpoint)) {
       r.fail(r.where("vault.mountpoint"), "vault.mountpoint", "must not overlap vault.cipherdir");

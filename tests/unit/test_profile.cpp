@@ -896,8 +896,21 @@ TEST_CASE("profile: [vault] paths", "[profile][vault]") {
   CHECK(s.vault->mountpoint == proj / ".vault");
   CHECK(s.vault->cipherdir == w.home / ".local/share/pw/vaults/okb");
   CHECK(s.vault->unlock == VaultUnlock::Manual);
-  CHECK(w.parse(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"sub/dir/\"\nunlock = \"on-enter\"\n"))
+  CHECK(w.parse(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"~/m\"\nunlock = \"on-enter\"\n"))
             .vault->unlock == VaultUnlock::OnEnter);
+  // Inside the project only .vault, the dir agent sessions guard: an agent could remove
+  // any other and catch what is written there next. Also when named absolutely, or
+  // through a symlink that leads into the project.
+  for (const std::string& mp : std::vector<std::string>{"sub/dir/", "secrets", ".vault/inner", (proj / "secrets").string()}) {
+    INFO(mp);
+    CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"" + mp + "\"\n"))
+              .find("vault.mountpoint: inside the project it must be \".vault\"") != std::string::npos);
+  }
+  fs::create_directories(proj / "deep");
+  fs::create_directory_symlink(proj / "deep", w.home / "intoproj");
+  CHECK(w.error(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"~/intoproj/m\"\n"))
+            .find("vault.mountpoint: inside the project it must be \".vault\"") != std::string::npos);
+  CHECK(w.parse(w.doc("[vault]\ncipherdir = \"~/v\"\nmountpoint = \"" + (proj / ".vault").string() + "\"\n")).vault);
   // Refused: ciphertext in the project (the agent posture reads it), a mountpoint that is the
   // project or a parent of it, overlapping dirs, a relative path escaping the project.
   CHECK(w.error(w.doc("[vault]\ncipherdir = \"" + (proj / "enc").string() + "\"\nmountpoint = \".vault\"\n"))
